@@ -1,0 +1,270 @@
+"""Training curves of one or more GRPO runs: one PNG per metric, one line per method.
+
+    python plot_stats.py RUN_DIR [RUN_DIR ...] [--out DIR] [--smooth N]
+
+Each RUN_DIR is a `run_gsm8k.py` output folder: it holds `training_stats.jsonl` (one JSON object
+per logging step) and `run_config.json` (which gives the method, `use_ir`, and the `seed`).
+`run_compare.py` calls `make_plots` on all its runs and embeds the figures in `results.md`.
+
+Choices:
+- Runs are grouped by method (the canonical `--use_ir` name from `rewards.parse_use_ir`, so `no`
+  and `r1` are one group). A method with several seeds is drawn as the mean over seeds with a
+  shaded band of +-1 standard deviation (sample std, ddof=1), and each seed as a thin faint line
+  so an outlier seed stays visible. A method with one run is one line.
+- Seeds are aligned on the trainer's global step; at a step only some seeds logged, the mean is
+  over those seeds.
+- Curves are raw by default (`--smooth 1`); `--smooth N` draws a trailing moving average over N
+  logged points, which helps with noisy per-step rewards of long runs.
+- Figures list the standard metrics in `METRICS` that at least one run logged, then every
+  `memory/...` key the memory rewards log (sizes, normalised exploit/explore), whatever they are.
+- Collapse shows as falling correctness together with completion length running to zero or to
+  the budget L, so `overview.png` puts those two side by side, large.
+"""
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display: this runs on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rewards import parse_use_ir  # noqa: E402
+
+# (key in training_stats.jsonl, figure title, y-axis label). Listed in the order results.md shows them.
+METRICS = [
+    ("reward", "Total reward (weighted sum of all reward functions)", "reward"),
+    ("rewards/correctness_reward/mean", "Correctness reward (2.0 = correct answer)", "mean reward"),
+    ("completions/mean_length", "Mean completion length", "tokens"),
+    ("eval_accuracy", "Eval accuracy (trainer eval loop, medium tier)", "accuracy"),
+    ("rewards/xmlcount_reward/mean", "Format: XML tag count reward", "mean reward"),
+    ("rewards/soft_format_reward/mean", "Format: soft format reward", "mean reward"),
+    ("rewards/strict_format_reward/mean", "Format: strict format reward", "mean reward"),
+    ("rewards/int_reward/mean", "Format: integer answer reward", "mean reward"),
+    ("rewards/cosine_reward/mean", "Cosine length reward", "mean reward"),
+    ("rewards/exploit_reward/mean", "Exploit reward (raw, as weighted into the total)", "mean reward"),
+    ("rewards/explore_reward/mean", "Explore reward (raw, as weighted into the total)", "mean reward"),
+    ("completions/clipped_ratio", "Completions cut at the length budget L", "fraction"),
+    ("kl", "KL to the reference model", "KL"),
+]
+# Keys under these prefixes each get a figure too; the memory module names them.
+EXTRA_PREFIXES = ("memory/",)
+OVERVIEW = ("rewards/correctness_reward/mean", "completions/mean_length")
+FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a figure is a ~30-60 KB PNG, small enough to commit
+DPI = 100
+
+
+def method_label(use_ir: str) -> str:
+    """Canonical method name for a --use_ir value: r1, cosine, memoryr, memoryr+, memoryr+_cosine, ..."""
+    method, cosine = parse_use_ir(use_ir)
+    if not cosine:
+        return method
+    return "cosine" if method == "r1" else f"{method}_cosine"
+
+
+def read_stats(path: Path) -> list[dict]:
+    """The rows of a training_stats.jsonl; a bad line is ValueError('file:line: ...')."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError(f"{path}:{lineno}: a stats row must be a JSON object with a 'step'")
+            rows.append(row)
+    return rows
+
+
+def load_run(run_dir) -> dict:
+    """{"dir", "label", "seed", "stats"} of one run folder. Label and seed come from run_config.json."""
+    run_dir = Path(run_dir)
+    stats_path = run_dir / "training_stats.jsonl"
+    if not stats_path.is_file():
+        raise FileNotFoundError(f"no training_stats.jsonl in run dir {run_dir}")
+    config_path = run_dir / "run_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    label = method_label(config["use_ir"]) if "use_ir" in config else run_dir.name
+    return {"dir": run_dir, "label": label, "seed": config.get("seed"), "stats": read_stats(stats_path)}
+
+
+def series(stats: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of `key` over the rows that logged it as a finite number."""
+    steps, values = [], []
+    for row in stats:
+        v = row.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            steps.append(row["step"])
+            values.append(float(v))
+    return steps, values
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value) of a non-empty list.
+
+    The one place the project averages over seeds: curves here and the results table of run_compare.
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_std of no values")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def mean_curve(curves: list[tuple[list, list]]) -> tuple[list, list, list]:
+    """(steps, mean, std) over several (steps, values) curves, aligned on step."""
+    by_step: dict = {}
+    for steps, values in curves:
+        for s, v in zip(steps, values):
+            by_step.setdefault(s, []).append(v)
+    steps = sorted(by_step)
+    stats = [mean_std(by_step[s]) for s in steps]
+    return steps, [m for m, _ in stats], [sd for _, sd in stats]
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing moving average; window 1 returns the values unchanged."""
+    if window <= 1:
+        return list(values)
+    out = []
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        out.append(sum(chunk) / len(chunk))
+    return out
+
+
+def draw_curves(ax, groups: dict, smooth: int = 1) -> int:
+    """Draw {label: [(steps, values, seed), ...]} on `ax`; returns how many lines were drawn."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
+    for i, (label, curves) in enumerate(groups.items()):
+        curves = [c for c in curves if c[0]]
+        if not curves:
+            continue
+        color = colors[i % len(colors)]
+        if len(curves) == 1:
+            steps, values, seed = curves[0]
+            name = label if seed is None else f"{label} (seed {seed})"
+            ax.plot(steps, moving_average(values, smooth), color=color, marker="o" if len(steps) < 20 else None,
+                    markersize=3, linewidth=1.8, label=name)
+        else:
+            for steps, values, _ in curves:
+                ax.plot(steps, moving_average(values, smooth), color=color, alpha=0.25, linewidth=0.8)
+            steps, mean, std = mean_curve([(s, v) for s, v, _ in curves])
+            mean = moving_average(mean, smooth)
+            std = moving_average(std, smooth)
+            ax.plot(steps, mean, color=color, linewidth=2.0, marker="o" if len(steps) < 20 else None, markersize=3,
+                    label=f"{label} (mean ± std, {len(curves)} seeds)")
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=color, alpha=0.18, linewidth=0)
+        drawn += 1
+    return drawn
+
+
+def plot_curves(groups: dict, title: str, ylabel: str, path: Path, xlabel: str = "training step",
+                smooth: int = 1) -> Path | None:
+    """One PNG of {label: [(steps, values, seed), ...]}; None (and no file) when there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    if not draw_curves(ax, groups, smooth):
+        plt.close(fig)
+        return None
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def group_runs(runs: list[dict], key: str) -> dict:
+    """{method label: [(steps, values, seed), ...]} of `key`, methods in first-seen order."""
+    groups: dict = {}
+    for run in runs:
+        steps, values = series(run["stats"], key)
+        groups.setdefault(run["label"], []).append((steps, values, run["seed"]))
+    return groups
+
+
+def metric_keys(runs: list[dict]) -> list[tuple[str, str, str]]:
+    """The (key, title, ylabel) to draw: logged keys of METRICS, then every memory/... key."""
+    logged = {k for run in runs for row in run["stats"] for k in row}
+    keys = [m for m in METRICS if m[0] in logged]
+    extra = sorted(k for k in logged if k.startswith(EXTRA_PREFIXES))
+    keys += [(k, k.replace("/", ": ", 1).replace("_", " "), k.rsplit("/", 1)[-1].replace("_", " ")) for k in extra]
+    return keys
+
+
+def file_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
+
+
+def plot_overview(runs: list[dict], path: Path, smooth: int = 1) -> Path | None:
+    """Correctness and completion length side by side: the two curves that show (or rule out) collapse."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = 0
+    for ax, key, title, ylabel in zip(axes, OVERVIEW, ["Correctness reward (2.0 = correct)", "Mean completion length"],
+                                      ["mean reward", "tokens"]):
+        drawn += draw_curves(ax, group_runs(runs, key), smooth)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return None
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def make_plots(run_dirs, out_dir, smooth: int = 1) -> list[tuple[str, str, Path]]:
+    """Write the overview and one PNG per metric for the runs in `run_dirs`; returns [(key, title, path)]."""
+    if smooth < 1:
+        raise ValueError(f"--smooth must be >= 1, got {smooth}")
+    runs = [load_run(d) for d in run_dirs]
+    out_dir = Path(out_dir)
+    written = []
+    overview = plot_overview(runs, out_dir / "overview.png", smooth)
+    if overview is not None:
+        written.append(("overview", "Correctness and completion length", overview))
+    for key, title, ylabel in metric_keys(runs):
+        path = plot_curves(group_runs(runs, key), title, ylabel, out_dir / file_name(key), smooth=smooth)
+        if path is not None:
+            written.append((key, title, path))
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", help="run_gsm8k.py output folders (each with training_stats.jsonl)")
+    parser.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/figures for one run, else ./figures)")
+    parser.add_argument("--smooth", type=int, default=1, help="trailing moving-average window in logged points (1 = raw)")
+    args = parser.parse_args(argv)
+    out = args.out or (Path(args.run_dirs[0]) / "figures" if len(args.run_dirs) == 1 else Path("figures"))
+    try:
+        written = make_plots(args.run_dirs, out, args.smooth)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    for key, _, path in written:
+        print(f"{key:40s} {path}")
+    if not written:
+        print("no known metric found in the runs' training_stats.jsonl; nothing drawn")
+
+
+if __name__ == "__main__":
+    main()
