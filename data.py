@@ -83,6 +83,13 @@ def read_jsonl(path: Path, convert) -> list[dict]:
     return rows
 
 
+def load_hub_rows(path: str, config: str | None, split: str, convert) -> list[dict]:
+    """Rows of a Hub dataset (or a local copy in the Hub's repo layout) through `convert`."""
+    from datasets import load_dataset
+
+    return [convert(r) for r in load_dataset(path, config, split=split)]
+
+
 def load_task(task: str, split: str = "test", data_dir: str | None = None) -> list[dict]:
     """Rows `{"question", "answer"}` of `task`'s `split`, from the local folder if one is set, else the Hub."""
     if task not in TASKS:
@@ -95,10 +102,7 @@ def load_task(task: str, split: str = "test", data_dir: str | None = None) -> li
             raise FileNotFoundError(f"{task} split {split!r} not found: {path}")
         rows = read_jsonl(path, convert)
     else:
-        from datasets import load_dataset
-
-        ds = load_dataset(hub_path, hub_config, split=split)
-        rows = [convert(r) for r in ds]
+        rows = load_hub_rows(hub_path, hub_config, split, convert)
     if not rows:
         raise ValueError(f"{task} split {split!r} is empty")
     return rows

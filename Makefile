@@ -1,0 +1,51 @@
+# Memory-R: two commands do all the set-up on a fresh machine.
+#   make demo   a short GRPO + Memory-R+ run on the offline SmolLM2-135M-Instruct and local GSM8K
+#   make test   the offline test suite
+# Both create .venv from requirements.txt and the model directory on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EVAL_VENV := .venv-eval
+MODEL_DIR := models/SmolLM2-135M-Instruct
+# Local data: ../shared/data when it exists (this project's machines), else the Hub.
+MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
+export MEMORYR_DATA_DIR
+
+.PHONY: demo test test-fast venv eval-env model bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(EVAL_VENV)/.installed: requirements-eval.txt
+	$(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_VENV)/bin/python -m pip install -q -r requirements-eval.txt
+	touch $@
+
+eval-env: $(EVAL_VENV)/.installed
+
+$(MODEL_DIR)/config.json: prepare_model.py | $(VENV)/.installed
+	$(PY) prepare_model.py --out $(MODEL_DIR)
+
+model: $(MODEL_DIR)/config.json
+
+demo: venv model
+	$(PY) run_gsm8k.py --model_name $(MODEL_DIR) --use_ir knn+ --k 1 --num_shots 1 \
+		--bs 2 --gc 1 --num_generations 4 --L 96 --max_steps 4 --save_steps 2 --explore_warmup 2 \
+		--report_to tensorboard --output_dir output/demo-smollm2-knn+
+
+test: venv model eval-env
+	$(PY) -m pytest -q tests
+
+test-fast: venv model
+	$(PY) -m pytest -q -m "not slow" tests
+
+bench: venv
+	$(PY) bench/memory_bench.py
+
+clean:
+	rm -rf output runs .pytest_cache

@@ -1,0 +1,228 @@
+"""Reward functions for GRPO on GSM8K, and the one factory that assembles them.
+
+The R1 set (xml-count, soft format, strict format, integer answer, correctness) scores format and
+answer; the cosine length reward (Yeo et al. 2025) is an optional baseline; the episodic-memory
+rewards of Memory-R / Memory-R+ live in `ir_knn_st.py` (response level) and `ir_knn_st2.py`
+(sentence level) and are plugged in here.
+
+Every reward has TRL's signature `f(prompts, completions, **kwargs) -> list[float]`: TRL passes
+`completion_ids`, `trainer_state`, `log_metric` and each dataset column (`question`, `answer`) as
+keyword arguments, and logs each function under its `__name__`. The R1 rewards are pure functions
+of the completion text and the gold answer. No reward raises or returns NaN on odd input (empty,
+no tags, huge, unicode, not even a string): such a completion just earns the low score.
+
+Choices that differ from the original R1 scripts, each for a stated reason:
+- soft/strict format regexes match across newlines (DOTALL). Without it a reasoning of more than
+  one line can never match, which makes "format" mean "one-line reasoning".
+- integer answer and correctness compare normalised numbers (`answers.py`): "1,000", "$18" and
+  "18.0" are the integers they look like.
+- cosine: length is measured in tokens against the token budget L, with progress clamped to
+  [0, 1]. The original measured characters against L, so progress passed 1 and the cosine wrapped
+  around; `--cosine_length_unit chars` reproduces that for comparison.
+
+`make_reward_funcs(use_ir, ...)` is the only place a reward list is built: `run_gsm8k.py`, the
+tests and the benchmarks all call it.
+"""
+import math
+import re
+
+from answers import extract_xml_answer, is_correct, normalize_number
+
+# The R1 reward scales, as in the R1-style GSM8K recipes the paper builds on: format rewards are
+# small (0.125 per tag, 0.5 per format check) so that correctness (2.0) dominates the total.
+XML_TAG_REWARD = 0.125
+XML_TRAILING_PENALTY_PER_CHAR = 0.001  # text after </answer> is discouraged, gently
+FORMAT_REWARD = 0.5
+INT_REWARD = 0.5
+CORRECT_REWARD = 2.0
+
+# Cosine length reward constants (Yeo et al. 2025, as used by open-r1 and the Memory-R seed):
+# a correct answer earns 1.0 when short and 0.5 at the budget; a wrong one is punished most when
+# short (-1.0) and least at the budget (-0.5), to encourage thinking longer when wrong.
+COSINE_CORRECT = (0.5, 1.0)  # (value at full length, value at zero length)
+COSINE_WRONG = (-0.5, -1.0)
+
+SOFT_FORMAT_RE = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
+STRICT_FORMAT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n?$", re.DOTALL)
+
+
+def completion_text(completion) -> str:
+    """The text of one completion, conversational ([{"role", "content"}, ...]) or plain. Never raises."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)):
+        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict) and isinstance(m.get("content"), str))
+    if isinstance(completion, dict) and isinstance(completion.get("content"), str):
+        return completion["content"]
+    return ""
+
+
+# --- pure scores of one completion -------------------------------------------------------------
+
+def xml_count_score(text: str) -> float:
+    """0.125 for each of the four tags present exactly once, minus 0.001 per character after </answer>."""
+    score = sum((XML_TAG_REWARD for tag in ("<reasoning>\n", "\n</reasoning>\n", "\n<answer>\n", "\n</answer>") if text.count(tag) == 1), 0.0)
+    if text.count("\n</answer>") == 1:
+        trailing = text.split("\n</answer>", 1)[1].strip()
+        score -= XML_TRAILING_PENALTY_PER_CHAR * len(trailing)
+    return score
+
+
+def soft_format_score(text: str) -> float:
+    return FORMAT_REWARD if SOFT_FORMAT_RE.search(text) else 0.0
+
+
+def strict_format_score(text: str) -> float:
+    return FORMAT_REWARD if STRICT_FORMAT_RE.match(text) else 0.0
+
+
+def int_score(text: str) -> float:
+    n = normalize_number(extract_xml_answer(text))
+    return INT_REWARD if n is not None and re.fullmatch(r"-?\d+", n) else 0.0
+
+
+def correctness_score(text: str, gold) -> float:
+    return CORRECT_REWARD if is_correct(text, gold) else 0.0
+
+
+def cosine_score(length: float, max_len: float, correct: bool, clamp: bool = True) -> float:
+    """Cosine-shaped length reward: from the zero-length value down (correct) or up (wrong) to the full-length value."""
+    progress = length / max(max_len, 1)
+    if clamp:
+        progress = min(max(progress, 0.0), 1.0)
+    at_full, at_zero = COSINE_CORRECT if correct else COSINE_WRONG
+    return at_full + 0.5 * (at_zero - at_full) * (1.0 + math.cos(math.pi * progress))
+
+
+# --- TRL reward functions ----------------------------------------------------------------------
+
+def xmlcount_reward(prompts, completions, **kwargs) -> list[float]:
+    return [xml_count_score(completion_text(c)) for c in completions]
+
+
+def soft_format_reward(prompts, completions, **kwargs) -> list[float]:
+    return [soft_format_score(completion_text(c)) for c in completions]
+
+
+def strict_format_reward(prompts, completions, **kwargs) -> list[float]:
+    return [strict_format_score(completion_text(c)) for c in completions]
+
+
+def int_reward(prompts, completions, **kwargs) -> list[float]:
+    return [int_score(completion_text(c)) for c in completions]
+
+
+def correctness_reward(prompts, completions, answer, **kwargs) -> list[float]:
+    return [correctness_score(completion_text(c), a) for c, a in zip(completions, answer)]
+
+
+def make_cosine_reward(max_len: int, unit: str = "tokens"):
+    """Cosine length reward over a budget of `max_len` tokens. unit="chars" reproduces the original (characters, no clamp)."""
+    if unit not in ("tokens", "chars"):
+        raise ValueError(f"--cosine_length_unit must be 'tokens' or 'chars', got {unit!r}")
+
+    def cosine_reward(prompts, completions, answer, completion_ids=None, **kwargs) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        if unit == "tokens" and completion_ids is not None:
+            lengths = [len(ids) for ids in completion_ids]
+        elif unit == "tokens":  # called outside TRL without ids: fall back to a rough token count
+            lengths = [len(t.split()) for t in texts]
+        else:
+            lengths = [len(t) for t in texts]
+        return [cosine_score(n, max_len, is_correct(t, a), clamp=(unit == "tokens")) for n, t, a in zip(lengths, texts, answer)]
+
+    return cosine_reward
+
+
+R1_REWARDS = [xmlcount_reward, soft_format_reward, strict_format_reward, int_reward, correctness_reward]
+
+
+# --- the --use_ir grammar ----------------------------------------------------------------------
+
+# Canonical method -> (memory, level). memory: None, "exploit" (Memory-R) or "explore" (Memory-R+,
+# which has both exploit and explore). The seed's names (no, knn, knn+) are aliases.
+METHODS = {
+    "r1": (None, None),
+    "memoryr": ("exploit", "response"),
+    "memoryr+": ("explore", "response"),
+    "memoryr_sent": ("exploit", "sentence"),
+    "memoryr+_sent": ("explore", "sentence"),
+}
+ALIASES = {"no": "r1", "knn": "memoryr", "knn+": "memoryr+", "knn_sent": "memoryr_sent", "knn+_sent": "memoryr+_sent"}
+
+
+def _use_ir_table() -> dict[str, tuple[str, bool]]:
+    """Every accepted --use_ir spelling -> (canonical method, cosine on?)."""
+    table = {}
+    for name, method in [(m, m) for m in METHODS] + list(ALIASES.items()):
+        table[name] = (method, False)
+        table[f"{name}_cosine"] = (method, True)
+        if name.endswith("+"):  # the seed's spelling: "memoryr+cosine" is Memory-R+ with cosine
+            table[f"{name}cosine"] = (method, True)
+    table["cosine"] = ("r1", True)
+    return table
+
+
+USE_IR_CHOICES = _use_ir_table()
+
+
+def parse_use_ir(use_ir: str) -> tuple[str, bool]:
+    """(canonical method, cosine) for a --use_ir value; ValueError listing the valid values otherwise."""
+    if use_ir not in USE_IR_CHOICES:
+        raise ValueError(f"invalid --use_ir {use_ir!r}; valid values: {', '.join(USE_IR_CHOICES)}")
+    return USE_IR_CHOICES[use_ir]
+
+
+def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, **_) -> list[tuple[str, float]]:
+    """(reward name, weight) pairs, in order, for a --use_ir value: what `make_reward_funcs` builds, without building it.
+
+    The R1 set always; then the cosine reward if asked; then exploit (Memory-R) or exploit and
+    explore (Memory-R+). `--dry_run` prints this without loading the embedder.
+    """
+    method, cosine = parse_use_ir(use_ir)
+    memory, _level = METHODS[method]
+    plan = [(f.__name__, 1.0) for f in R1_REWARDS]
+    if cosine:
+        plan.append(("cosine_reward", 1.0))
+    if memory is not None:
+        plan.append(("exploit_reward", exploit_weight))
+    if memory == "explore":
+        plan.append(("explore_reward", explore_weight))
+    return plan
+
+
+def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, max_completion_length: int = 200,
+                      cosine_length_unit: str = "tokens", exploit_weight: float = 1.0,
+                      explore_weight: float = 1.0, **memory_options):
+    """(reward_funcs, reward_weights) for a --use_ir value, in the order of `reward_plan`.
+
+    `memory_options` go to the memory class unchanged and are named like their flags
+    (`embedder`, `explore_warmup`, `memory_write_first`, ...).
+    """
+    if k < 1:
+        raise ValueError(f"--k must be >= 1, got {k}")
+    plan = reward_plan(use_ir, exploit_weight, explore_weight)
+    method, _cosine = parse_use_ir(use_ir)
+    memory, level = METHODS[method]
+    built = {f.__name__: f for f in R1_REWARDS}
+    if any(name == "cosine_reward" for name, _ in plan):
+        built["cosine_reward"] = make_cosine_reward(max_completion_length, cosine_length_unit)
+    if memory is not None:
+        if level == "sentence":
+            from ir_knn_st2 import SentenceMemoryReward as Memory
+        else:
+            from ir_knn_st import MemoryReward as Memory
+        mem = Memory(k=k, explore=(memory == "explore"), **memory_options)
+        built["exploit_reward"] = mem.exploit_reward
+        built["explore_reward"] = mem.explore_reward
+    return [built[name] for name, _ in plan], [w for _, w in plan]
+
+
+def stateful_rewards(reward_funcs) -> list:
+    """The distinct objects behind `reward_funcs` that keep state to checkpoint (they have save/load)."""
+    owners = []
+    for f in reward_funcs:
+        owner = getattr(f, "__self__", None)
+        if owner is not None and hasattr(owner, "save") and hasattr(owner, "load") and owner not in owners:
+            owners.append(owner)
+    return owners

@@ -1,0 +1,256 @@
+"""Train a small chat model on GSM8K with GRPO and, optionally, Memory-R's episodic-memory rewards.
+
+    python run_gsm8k.py --model_name=Qwen/Qwen2.5-0.5B-Instruct --use_ir=knn+ --k=1 --num_shots=0 \
+        --nepochs=1 --seed 0 --bs 2 --gc 8 --L 200
+
+What it does, top to bottom: parse flags -> load GSM8K (Hub, or a local folder) and build chat
+prompts -> build the reward list through `rewards.make_reward_funcs` -> build TRL's GRPOConfig
+with the paper's settings -> load the model -> train, logging every step to
+`training_stats.jsonl` and checkpointing (model, and the episodic memory beside it).
+
+Choices:
+- Paper settings (Le et al. 2025, Table 4) are the defaults, set explicitly because trl 1.16's
+  defaults differ (it uses beta=0, loss_type=dapo, temperature 1.0): lr 5e-6, AdamW betas
+  0.9/0.99, weight decay 0.1, warm-up 10%, cosine schedule, grad clip 0.1, G=16, beta=0.04,
+  loss_type=grpo, temperature 0.9, 200 completion tokens, 1 epoch.
+- `--bs` counts prompts, as in the paper and trl 0.14. trl >= 0.15 counts completions, so the
+  per-device batch TRL sees is bs x num_generations: one optimizer micro-step holds `bs` questions
+  with all their G completions.
+- CUDA: bf16, flash-attn 2 only if installed, vLLM (colocated) when importable. CPU: fp32, sdpa.
+- `--dry_run` validates everything it can without weights and prints the resolved configuration.
+- `--resume` continues from the newest checkpoint in --output_dir: weights, optimizer, scheduler,
+  RNG and the episodic memory saved beside it.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import rewards
+from data import DATA_ENV, load_task, resolve_data_dir
+from prompts import EXEMPLARS, build_messages
+
+EMBEDDER_ENV = "MEMORYR_EMBEDDER"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model_name", default="Qwen/Qwen2.5-0.5B-Instruct", help="Hub id or local HF model directory")
+    g.add_argument("--data_dir", default=None, help=f"local data folder with gsm8k/{{train,test}}.jsonl (else ${DATA_ENV}, else the Hub's openai/gsm8k)")
+    g.add_argument("--num_shots", type=int, default=0, help="worked exemplars in each prompt (fixed set, chosen with --seed)")
+    g.add_argument("--lora_r", type=int, default=0, help="LoRA rank through peft; 0 trains all weights")
+
+    g = p.add_argument_group("method: rewards and episodic memory")
+    g.add_argument("--use_ir", default="r1", choices=list(rewards.USE_IR_CHOICES), metavar="USE_IR",
+                   help="reward set: no|r1 (R1 only), knn|memoryr (+exploit), knn+|memoryr+ (+exploit+explore), "
+                        "*_sent (sentence-level memory), cosine or *_cosine / memoryr+cosine (+cosine length reward)")
+    g.add_argument("--k", type=int, default=1, help="neighbouring questions retrieved from memory")
+    g.add_argument("--embedder", default=os.environ.get(EMBEDDER_ENV, DEFAULT_EMBEDDER),
+                   help=f"sentence-transformers model for memory keys and values (env ${EMBEDDER_ENV})")
+    g.add_argument("--explore_warmup", type=int, default=50, help="explore reward is 0 for this many optimizer steps")
+    g.add_argument("--explore_warmup_unit", default="steps", choices=["steps", "keys"], help="'keys' reproduces the original (counts stored keys)")
+    g.add_argument("--memory_write_first", action="store_true", help="reproduce the original: write a batch to memory before scoring it")
+    g.add_argument("--memory_key_first_prompt", action="store_true", help="reproduce the original: key every completion by the batch's first question")
+    g.add_argument("--memory_max_values", type=int, default=100, help="values kept per key (oldest dropped first)")
+    g.add_argument("--memory_max_keys", type=int, default=0, help="keys kept per memory, oldest evicted; 0 = unbounded (paper)")
+    g.add_argument("--norm_window", type=int, default=100, help="running window for min-max normalising each intrinsic reward")
+    g.add_argument("--exploit_weight", type=float, default=1.0, help="weight of the exploit reward")
+    g.add_argument("--explore_weight", type=float, default=1.0, help="weight of the explore reward")
+    g.add_argument("--cosine_length_unit", default="tokens", choices=["tokens", "chars"], help="'chars' reproduces the original cosine reward")
+
+    g = p.add_argument_group("GRPO optimisation (paper Table 4)")
+    g.add_argument("--bs", type=int, default=2, help="PROMPTS per device per micro-step; TRL's per_device_train_batch_size = bs x num_generations")
+    g.add_argument("--gc", type=int, default=8, help="gradient accumulation steps")
+    g.add_argument("--num_generations", type=int, default=16, help="G, completions per prompt")
+    g.add_argument("--L", type=int, default=200, help="max completion tokens")
+    g.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (betas 0.9/0.99, weight decay 0.1, 10%% warm-up, cosine, clip 0.1)")
+    g.add_argument("--beta", type=float, default=0.04, help="KL coefficient")
+    g.add_argument("--loss_type", default="grpo", choices=["grpo", "dr_grpo", "dapo", "bnpo"], help="TRL loss aggregation")
+    g.add_argument("--temperature", type=float, default=0.9, help="sampling temperature for rollouts")
+    g.add_argument("--nepochs", type=float, default=1, help="epochs over the GSM8K train split")
+    g.add_argument("--max_steps", type=int, default=-1, help="stop after this many optimizer steps (overrides --nepochs)")
+    g.add_argument("--seed", type=int, default=0, help="seed for data order, exemplars, sampling and init")
+
+    g = p.add_argument_group("run: outputs, eval, hardware")
+    g.add_argument("--output_dir", default=None, help="default: output/<model>-<use_ir>-k<k>-shots<n>-seed<s>")
+    g.add_argument("--save_steps", type=int, default=100, help="checkpoint every N optimizer steps (and at the end)")
+    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output_dir")
+    g.add_argument("--do_eval", type=int, nargs="?", const=1, default=0, help="run the trainer's eval loop (greedy, GSM8K test) every --eval_steps")
+    g.add_argument("--eval_steps", type=int, default=50, help="optimizer steps between evals")
+    g.add_argument("--eval_samples", type=int, default=-1, help="first N GSM8K test questions for --do_eval; -1 = all 1319")
+    g.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate() call in eval")
+    g.add_argument("--use_vllm", type=int, nargs="?", const=1, default=None, help="vLLM rollouts; default: on when vllm is importable and CUDA is present")
+    g.add_argument("--report_to", default="tensorboard", choices=["tensorboard", "wandb", "none"], help="trainer logging backend")
+    g.add_argument("--dry_run", action="store_true", help="validate flags, print the resolved configuration, exit before loading weights")
+    return p
+
+
+def check_args(p: argparse.ArgumentParser, args) -> None:
+    """One argparse-style error for each bad value, naming the flag."""
+    if args.k < 1:
+        p.error(f"argument --k: must be >= 1, got {args.k}")
+    if args.bs < 1:
+        p.error(f"argument --bs: must be >= 1 prompt, got {args.bs}")
+    if args.gc < 1:
+        p.error(f"argument --gc: must be >= 1, got {args.gc}")
+    if args.num_generations < 2:
+        p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
+    if args.L < 1:
+        p.error(f"argument --L: must be >= 1 token, got {args.L}")
+    if not 0 <= args.num_shots <= len(EXEMPLARS):
+        p.error(f"argument --num_shots: must be between 0 and {len(EXEMPLARS)}, got {args.num_shots}")
+    for flag in ("memory_max_values", "norm_window"):
+        if getattr(args, flag) < 1:
+            p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
+    if args.memory_max_keys < 0 or args.explore_warmup < 0:
+        p.error("arguments --memory_max_keys and --explore_warmup must be >= 0")
+    looks_local = args.model_name.startswith((".", "/", "~")) or args.model_name.count("/") > 1
+    if (looks_local or os.path.exists(args.model_name)) and not Path(args.model_name).expanduser().is_dir():
+        p.error(f"argument --model_name: model directory not found: {args.model_name}")
+    try:
+        resolve_data_dir(args.data_dir)
+    except FileNotFoundError as e:
+        p.error(f"argument --data_dir: {e}")
+    if args.resume and not latest_checkpoint(args.output_dir):
+        p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
+
+
+def default_output_dir(args) -> str:
+    model = args.model_name.rstrip("/").split("/")[-1]
+    return os.path.join("output", f"{model}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
+
+
+def latest_checkpoint(output_dir) -> str | None:
+    ckpts = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[-1]) if d.name.split("-")[-1].isdigit() else -1)
+    return str(ckpts[-1]) if ckpts else None
+
+
+def memory_options(args) -> dict:
+    """The memory flags, as keyword arguments named exactly like the flags."""
+    names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
+             "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit"]
+    return {n: getattr(args, n) for n in names}
+
+
+def load_split(split, args, limit=-1):
+    """GSM8K rows as a datasets.Dataset with `prompt` (chat messages), `question` and `answer` (gold number)."""
+    from datasets import Dataset
+
+    rows = load_task("gsm8k", split, args.data_dir)
+    if limit > 0:
+        rows = rows[:limit]
+    return Dataset.from_list([{"prompt": build_messages(r["question"], args.num_shots, args.seed), **r} for r in rows])
+
+
+def grpo_config(args, cuda: bool, use_vllm: bool):
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=args.output_dir,
+        run_name=os.path.basename(args.output_dir.rstrip("/")),
+        seed=args.seed,
+        # optimisation (paper Table 4)
+        learning_rate=args.lr, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.1,
+        warmup_steps=0.1,  # a float < 1 is a ratio of total steps in transformers 5
+        lr_scheduler_type="cosine", max_grad_norm=0.1,
+        per_device_train_batch_size=args.bs * args.num_generations,
+        gradient_accumulation_steps=args.gc,
+        num_train_epochs=args.nepochs, max_steps=args.max_steps,
+        # GRPO
+        num_generations=args.num_generations, max_completion_length=args.L,
+        temperature=args.temperature, beta=args.beta, loss_type=args.loss_type,
+        # hardware
+        bf16=cuda, gradient_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time
+        use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
+        # logging and checkpoints
+        logging_steps=1, report_to=args.report_to, save_strategy="steps", save_steps=args.save_steps,
+        eval_strategy="steps" if args.do_eval else "no", eval_steps=args.eval_steps,
+        per_device_eval_batch_size=args.eval_batch_size,
+    )
+
+
+def main(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    args.output_dir = args.output_dir or default_output_dir(args)
+    check_args(p, args)
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    use_vllm = bool(args.use_vllm) if args.use_vllm is not None else (cuda and importlib.util.find_spec("vllm") is not None)
+    if use_vllm and not cuda:
+        p.error("argument --use_vllm: vLLM needs CUDA, and none is available")
+    config = grpo_config(args, cuda, use_vllm)
+    data_dir = resolve_data_dir(args.data_dir)
+
+    if args.dry_run:
+        plan = rewards.reward_plan(args.use_ir, **memory_options(args))
+        resolved = {
+            "model": args.model_name, "lora_r": args.lora_r,
+            "data": str(data_dir) if data_dir else "hub:openai/gsm8k (main)",
+            "rewards": [{"name": n, "weight": w} for n, w in plan],
+            "memory": memory_options(args) if rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] else None,
+            "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
+            "device": "cuda" if cuda else "cpu",
+            "grpo_config": json.loads(config.to_json_string()),
+        }
+        print(json.dumps(resolved, indent=2, default=str))
+        return 0
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import GRPOTrainer
+
+    from training import EvalGRPOTrainer, MemoryCheckpointCallback, StatsJsonlCallback, truncate_stats
+
+    set_seed(args.seed)
+    train_ds = load_split("train", args).shuffle(seed=args.seed)
+    eval_ds = load_split("test", args, args.eval_samples) if args.do_eval else None
+    reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, max_completion_length=args.L, **memory_options(args))
+    config.reward_weights = reward_weights
+
+    model_kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    if cuda and importlib.util.find_spec("flash_attn") is not None:
+        model_kwargs["attn_implementation"] = "flash_attention_2"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model_name)
+        model = AutoModelForCausalLM.from_pretrained(args.model_name, **model_kwargs)
+    except OSError as e:
+        sys.exit(f"error: cannot load --model_name {args.model_name!r}: {e}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    peft_config = None
+    if args.lora_r > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+
+    trainer_cls = EvalGRPOTrainer if args.do_eval else GRPOTrainer
+    trainer = trainer_cls(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=config,
+                          train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config)
+    stateful = rewards.stateful_rewards(reward_funcs)
+    trainer.add_callback(StatsJsonlCallback(os.path.join(args.output_dir, "training_stats.jsonl")))
+    trainer.add_callback(MemoryCheckpointCallback(stateful))
+
+    resume_from = latest_checkpoint(args.output_dir) if args.resume else None
+    if trainer.is_world_process_zero():
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "run_config.json"), "w") as f:
+            json.dump({**vars(args), "reward_weights": reward_weights, "resumed_from": resume_from}, f, indent=2)
+    if resume_from:
+        for owner in stateful:
+            owner.load(resume_from)
+        if trainer.is_world_process_zero():
+            truncate_stats(os.path.join(args.output_dir, "training_stats.jsonl"), int(resume_from.rsplit("-", 1)[1]))
+    trainer.train(resume_from_checkpoint=resume_from)
+    if trainer.is_world_process_zero():
+        print(f"done: checkpoints in {args.output_dir}/checkpoint-*, stats in {args.output_dir}/training_stats.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

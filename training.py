@@ -1,0 +1,92 @@
+"""Trainer extensions used by `run_gsm8k.py`: the stats file, memory checkpoints, and the eval loop.
+
+- `StatsJsonlCallback` appends every log the trainer emits (train steps and evals) to
+  `training_stats.jsonl`, one JSON object per line with its `step`: the file `plot_stats.py`
+  and `run_compare.py` read.
+- `MemoryCheckpointCallback` saves each stateful reward (the episodic memory) into every
+  checkpoint directory, so `--resume` restores it together with the weights.
+- `EvalGRPOTrainer.evaluate` is the "medium" evaluation tier: greedy decoding of the GSM8K test
+  prompts in batches, scored with `answers.is_correct`, logged as `eval_accuracy`. Each process
+  scores its own shard; the counts are summed across processes.
+"""
+import json
+import math
+import os
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from answers import is_correct
+
+
+class StatsJsonlCallback(TrainerCallback):
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        row = {"step": state.global_step, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in logs.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def truncate_stats(path: str, step: int) -> None:
+    """Drop stats lines past `step`, which a crashed run logged after its last checkpoint, before resuming from it."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+    with open(path, "w") as f:
+        f.writelines(kept)
+
+
+class MemoryCheckpointCallback(TrainerCallback):
+    """Saves reward state (anything with save(dir)/load(dir)) beside the weights of each checkpoint."""
+
+    def __init__(self, owners: list):
+        self.owners = owners
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        for owner in self.owners:
+            owner.save(ckpt)
+
+
+@torch.no_grad()
+def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int) -> int:
+    """Number of `prompts` (chat messages) whose greedy completion is correct against `golds`."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+    correct = 0
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts[i:i + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            correct += sum(is_correct(c, g) for c, g in zip(completions, golds[i:i + batch_size]))
+    finally:
+        tokenizer.padding_side = side
+    return correct
+
+
+class EvalGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose evaluate() measures greedy GSM8K accuracy (the medium tier) instead of eval loss."""
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        ds = eval_dataset if eval_dataset is not None else self.eval_dataset
+        shard = ds.shard(num_shards=self.accelerator.num_processes, index=self.accelerator.process_index, contiguous=True)
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        correct = greedy_correct(model, self.processing_class, shard["prompt"], shard["answer"],
+                                 self.args.max_completion_length, self.args.per_device_eval_batch_size)
+        counts = self.accelerator.gather(torch.tensor([correct, len(shard)], device=self.accelerator.device)).view(-1, 2).sum(0)
+        metrics = {f"{metric_key_prefix}_accuracy": counts[0].item() / max(counts[1].item(), 1),
+                   f"{metric_key_prefix}_samples": int(counts[1].item())}
+        self.log(metrics)  # still in eval mode, so TRL does not flush pending train metrics into this line
+        model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
