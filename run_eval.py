@@ -1,0 +1,211 @@
+"""Strict evaluation tier: score a model on GSM8K / MATH-500 / AIME24 / AMC23 / SVAMP with lighteval.
+
+    .venv-eval/bin/python run_eval.py --task=gsm8k --model_name=path/to/checkpoint --max_samples 16
+    .venv-eval/bin/python run_eval.py --task=gsm8k,svamp --model_name=HuggingFaceTB/SmolLM2-135M-Instruct
+
+lighteval's extractive-match metric is the paper's number. This script uses lighteval as the engine:
+its transformers backend (accelerate; CPU or GPU) or, when vllm is installed and a GPU is present, its vLLM
+backend, generates greedily; its metric scores. The task definitions (`evaluation/lighteval_tasks.py`)
+read data through `data.load_task` (local --data_dir / $MEMORYR_DATA_DIR, else the Hub) and build prompts
+with `prompts.build_messages`: the training system prompt, through the model's chat template, 0 shots by
+default.
+
+Writes, per task, OUTPUT_DIR/<task>/results.json (task, model, accuracy, stderr, n, num_shots,
+max_new_tokens, seconds, seconds_per_sample, ...) and OUTPUT_DIR/<task>/details.jsonl (prompt, response,
+extracted, gold, correct), then prints a one-line summary per task. OUTPUT_DIR defaults to <model>/eval/.
+
+Choices:
+- lighteval runs in its own venv, `.venv-eval` (`make eval-env`, from requirements-eval.txt): it needs
+  older huggingface-hub, xxhash and math-verify pins than the training stack.
+- lighteval's Pipeline is not used. Its task Registry imports every built-in task module, and one of them
+  (tiny_benchmarks) downloads tinyBenchmarks.pkl at import, which fails offline; the Registry also
+  cannot take our prompts. We call the same public pieces the Pipeline calls: `load_model`,
+  `model.greedy_until(docs)` and the metric's `compute_sample`. lighteval's on-disk prediction cache is
+  pointed at a temporary directory, so a retrained checkpoint at the same path is never scored on stale
+  generations.
+- --responses FILE scores existing responses (jsonl with "response" and "gold") without a model: how the
+  tiers are compared on the same generations.
+- Tokenisation adds no special tokens beyond the chat template's, as in training.
+"""
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from data import TASKS, load_task
+from evaluation.model_path import model_path_error
+from prompts import EXEMPLARS, build_messages
+
+DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
+EVAL_ENV_HINT = ("the strict tier runs in its own venv: build it with `make eval-env` "
+                 "(python3 -m venv .venv-eval && .venv-eval/bin/pip install -r requirements-eval.txt), "
+                 "then run `.venv-eval/bin/python run_eval.py ...`")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model_name", default=DEFAULT_MODEL, help="HF model dir or Hub id")
+    g.add_argument("--task", default="gsm8k", help=f"comma list of: {', '.join(TASKS)}")
+    g.add_argument("--data_dir", default=None, help="local data folder (default: $MEMORYR_DATA_DIR, else the Hub)")
+    g.add_argument("--split", default="test")
+    g.add_argument("--max_samples", type=int, default=None, help="first N questions of each task (default: all)")
+    g.add_argument("--responses", default=None,
+                   help="score this jsonl of {response, gold} instead of generating (one --task)")
+    g = p.add_argument_group("prompt and generation")
+    g.add_argument("--num_shots", type=int, default=0, help=f"exemplars from prompts.EXEMPLARS (0-{len(EXEMPLARS)})")
+    g.add_argument("--seed", type=int, default=0, help="picks the exemplars")
+    g.add_argument("--max_new_tokens", type=int, default=512)
+    g.add_argument("--batch_size", type=int, default=8)
+    g = p.add_argument_group("output")
+    g.add_argument("--output_dir", default=None, help="default: <model>/eval/")
+    args = p.parse_args(argv)
+
+    args.tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    if not args.tasks:
+        p.error("--task is empty")
+    for t in args.tasks:
+        if t not in TASKS:
+            p.error(f"--task: unknown task {t!r}; choose from {', '.join(TASKS)}")
+    if "|" in args.task:
+        p.error("--task takes plain task names (gsm8k), not lighteval's suite|task|shots specs")
+    if args.max_samples is not None and args.max_samples < 1:
+        p.error(f"--max_samples must be positive, got {args.max_samples}")
+    if not 0 <= args.num_shots <= len(EXEMPLARS):
+        p.error(f"--num_shots must be between 0 and {len(EXEMPLARS)}, got {args.num_shots}")
+    for flag in ("max_new_tokens", "batch_size"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if args.responses is not None:
+        if len(args.tasks) != 1:
+            p.error("--responses scores one task at a time: give a single --task")
+        if not Path(args.responses).is_file():
+            p.error(f"--responses: file not found: {args.responses}")
+        if args.output_dir is None:
+            p.error("--responses needs --output_dir (there is no model directory to write into)")
+    else:
+        error = model_path_error(args.model_name, "--model_name")
+        if error:
+            p.error(error)
+    if args.output_dir is None:
+        args.output_dir = str(Path(args.model_name) / "eval")
+    return args
+
+
+def read_responses(path: str) -> list[dict]:
+    """Rows {response, gold[, question]} from a jsonl file; a bad line is an error naming file:line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                rows.append({"question": row.get("question", ""), "response": str(row["response"]),
+                             "gold": str(row["gold"])})
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise SystemExit(f"error: {path}:{lineno}: need a JSON object with 'response' and 'gold' ({e})")
+    if not rows:
+        raise SystemExit(f"error: {path} has no rows")
+    return rows
+
+
+def load_strict_model(model_name: str, batch_size: int, max_new_tokens: int, cache_dir: str):
+    """lighteval's vLLM model when vllm and a GPU are there, else its transformers model."""
+    import torch
+    from lighteval.models.model_input import GenerationParameters
+    from lighteval.models.model_loader import load_model
+    from prompts import SYSTEM_PROMPT
+
+    common = dict(
+        model_name=model_name, system_prompt=SYSTEM_PROMPT, override_chat_template=True,
+        add_special_tokens=False,  # the chat template holds BOS and role tokens already (as in training)
+        generation_parameters=GenerationParameters(temperature=0.0, max_new_tokens=max_new_tokens),
+        cache_dir=cache_dir,
+    )
+    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+        from lighteval.models.vllm.vllm_model import VLLMModelConfig
+        return load_model(VLLMModelConfig(**common))
+    from lighteval.models.transformers.transformers_model import TransformersModelConfig
+    return load_model(TransformersModelConfig(**common, batch_size=batch_size,
+                                              device="cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_rows(args, task: str) -> list[dict]:
+    """The questions and golds to score (or the responses to rescore); bad data is one clear error."""
+    if args.responses:
+        return read_responses(args.responses)[:args.max_samples]
+    try:
+        data = load_task(task, args.split, args.data_dir)[:args.max_samples]
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: --task {task}: {e}")
+    return [{"question": r["question"], "gold": r["answer"]} for r in data]
+
+
+def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
+    """Generate (or take) responses for one task, score them with lighteval's metric, write the outputs."""
+    from lighteval.metrics.utils.stderr import mean_stderr
+
+    from evaluation.lighteval_tasks import messages_to_doc, score_response
+
+    start = time.time()
+    docs = [messages_to_doc(build_messages(r["question"], args.num_shots, args.seed), r["gold"], task, str(i),
+                            args.max_new_tokens) for i, r in enumerate(rows)]
+    if model is not None:
+        outputs = model.greedy_until(docs)
+        for row, doc, out in zip(rows, docs, outputs):
+            row["response"] = out.text[0]
+            row["prompt"] = model.prompt_manager.prepare_prompt(doc)
+    details = []
+    for row, doc in zip(rows, docs):
+        correct, extracted = score_response(task, doc, row["response"])
+        details.append({"prompt": row.get("prompt", ""), "response": row["response"], "extracted": extracted,
+                        "gold": row["gold"], "correct": correct})
+    seconds = time.time() - start
+
+    n = len(details)
+    scores = [float(d["correct"]) for d in details]
+    results = {
+        "task": task, "model": args.responses and f"responses:{args.responses}" or args.model_name,
+        "tier": "strict", "metric": "lighteval extractive_match",
+        "accuracy": sum(scores) / n, "stderr": mean_stderr(scores) if n > 1 else 0.0, "n": n,
+        "num_shots": args.num_shots, "max_new_tokens": args.max_new_tokens, "split": args.split,
+        "seconds": round(seconds, 2), "seconds_per_sample": round(seconds / n, 3),
+    }
+    out_dir = Path(args.output_dir) / task
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "results.json", "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    with open(out_dir / "details.jsonl", "w", encoding="utf-8") as f:
+        for d in details:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if importlib.util.find_spec("lighteval") is None:
+        sys.exit(f"error: lighteval is not installed in {sys.executable}; {EVAL_ENV_HINT}")
+    # Without a task Registry, lighteval's prediction cache warns once per lookup; it is a throwaway dir here.
+    logging.getLogger("lighteval.utils.cache_management").setLevel(logging.ERROR)
+
+    rows = {task: load_rows(args, task) for task in args.tasks}  # fail on bad data before loading a model
+    with tempfile.TemporaryDirectory(prefix="lighteval-cache-") as cache_dir:
+        model = None
+        if args.responses is None:
+            model = load_strict_model(args.model_name, args.batch_size, args.max_new_tokens, cache_dir)
+        results = [evaluate_task(args, task, rows[task], model) for task in args.tasks]
+
+    print(f"{'task':<10} {'n':>5} {'accuracy':>9} {'stderr':>7} {'s/sample':>9}  model")
+    for r in results:
+        print(f"{r['task']:<10} {r['n']:>5} {100 * r['accuracy']:>8.1f}% {100 * r['stderr']:>6.1f}% "
+              f"{r['seconds_per_sample']:>9.2f}  {r['model']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
