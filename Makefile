@@ -35,7 +35,7 @@ model: $(MODEL_DIR)/config.json
 
 demo: venv model
 	$(PY) run_gsm8k.py --model_name $(MODEL_DIR) --use_ir knn+ --k 1 --num_shots 1 \
-		--bs 2 --gc 1 --num_generations 4 --L 96 --max_steps 4 --save_steps 2 --explore_warmup 2 \
+		--bs 2 --gc 1 --num_generations 4 --L 64 --max_steps 4 --save_steps 2 --explore_warmup 2 \
 		--report_to tensorboard --output_dir output/demo-smollm2-knn+
 
 test: venv model eval-env
