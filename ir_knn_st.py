@@ -53,6 +53,7 @@ import faiss
 import numpy as np
 
 from answers import extract_reasoning, is_correct
+from rewards import completion_text
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 FORMAT_VERSION = 1  # bump when the saved layout changes; load refuses other versions
@@ -103,17 +104,6 @@ def load_embedder(name: str, device: str | None = None):
         return SentenceTransformer(path, device=device)
     except Exception as e:  # noqa: BLE001 - one clear error whatever the loader raised
         raise ValueError(f"--embedder {name}: could not load a sentence-transformers model from {path!r}: {e}") from None
-
-
-def completion_text(completion) -> str:
-    """The text of one TRL completion: a plain string, or conversational [{"role", "content"}, ...]."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    if isinstance(completion, (list, tuple)):
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict) and isinstance(m.get("content"), str))
-    return ""
 
 
 def _dist():
@@ -331,7 +321,8 @@ class MemoryReward:
         """The texts stored as values for one reasoning: the whole reasoning here (sentences in ir_knn_st2)."""
         return [reasoning]
 
-    def _memories(self):
+    def memories(self) -> tuple["KeyValueMemory", "KeyValueMemory | None"]:
+        """(success, failure) memories, built on first use (failure is None for Memory-R)."""
         if self.success is None:
             self.success = KeyValueMemory(self.dim, self.max_values, self.max_keys)
             self.failure = KeyValueMemory(self.dim, self.max_values, self.max_keys) if self.explore else None
@@ -366,7 +357,7 @@ class MemoryReward:
         return rewards[name]
 
     def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
-        success, failure = self._memories()
+        success, failure = self.memories()
         keyed = [questions[0]] * len(questions) if self.key_first_prompt else questions
         correct = np.array([is_correct(t, g) for t, g in zip(texts, golds)], dtype=bool)
         units, owner = [], []
@@ -485,7 +476,7 @@ class MemoryReward:
                 "memory_max_keys": self.max_keys, "norm_window": self.norm_window}
 
     def _state(self) -> tuple[dict, dict]:
-        success, failure = self._memories()
+        success, failure = self.memories()
         arrays, meta = {}, {"format_version": FORMAT_VERSION, "config": self._config(), "batches_seen": self.batches_seen}
         for prefix, mem in (("success", success), ("failure", failure)):
             if mem is not None:

@@ -1,0 +1,156 @@
+"""Time one Memory-R+ reward call (exploit + explore) against memories of 1k, 10k and 100k stored responses.
+
+One "call" is what TRL does per batch: `exploit_reward` then `explore_reward` on P prompts x G
+completions (default 2 x 16), with completions of GSM8K length (gold train solutions wrapped in
+<reasoning>/<answer>, half right, half wrong) to fresh questions, so each call embeds its
+completions and its P new questions. Prints one JSON line per memory size.
+
+Choices:
+- Memory contents: real all-MiniLM-L6-v2 embeddings of GSM8K train questions (keys) and solutions
+  (values) for a pool of --pool rows; to reach 100k stored responses without 100k encodes, further
+  keys and values are pool embeddings plus small Gaussian noise, renormalised. A call's cost depends
+  on how many keys and values there are, not on what they say.
+- Stored responses are split evenly between the success and the failure memory, spread over up to
+  --max_keys question keys per memory (GSM8K train has 7473 questions; the paper's N is the dataset
+  size), at most --max_values (L) per key.
+- Timing: median and min of --repeats calls after one untimed warm-up call; `encode_s` is one bare
+  `encode` of the same texts, so `call_s - encode_s` is the memory's own work (retrieval, scoring,
+  normalisation, writing).
+Targets on a 2-core CPU: <= 1.0 s per 2x16 call at 10k stored responses, <= 2x growth 1k -> 100k.
+
+    python bench/memory_bench.py --data_dir ../shared/data
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from answers import extract_reasoning  # noqa: E402
+from data import read_jsonl, resolve_data_dir  # noqa: E402
+from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder  # noqa: E402
+from ir_knn_st2 import SentenceMemoryReward  # noqa: E402
+
+NOISE = 0.05  # std of the noise that turns one pool embedding into many distinct, still GSM8K-like ones
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = p.add_argument_group("workload")
+    g.add_argument("--data_dir", default=None, help="folder with gsm8k/train.jsonl (default: $MEMORYR_DATA_DIR)")
+    g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="stored responses (both memories together)")
+    g.add_argument("--prompts", type=int, default=2, help="P: distinct questions per call")
+    g.add_argument("--generations", type=int, default=16, help="G: completions per question")
+    g.add_argument("--repeats", type=int, default=5, help="timed calls per size")
+    g = p.add_argument_group("memory")
+    g.add_argument("--k", type=int, default=1)
+    g.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    g.add_argument("--device", default=None, help="embedder device (default: cuda if available, else cpu)")
+    g.add_argument("--sentence", action="store_true", help="time the sentence-level memory (ir_knn_st2)")
+    g.add_argument("--max_values", type=int, default=100, help="L: values per key")
+    g.add_argument("--max_keys", type=int, default=7473, help="question keys per memory used for the fill")
+    g.add_argument("--pool", type=int, default=256, help="train rows embedded for real to seed the fill")
+    args = p.parse_args(argv)
+    if resolve_data_dir(args.data_dir) is None:
+        p.error("argument --data_dir: needs local GSM8K (or set $MEMORYR_DATA_DIR)")
+    return args
+
+
+def gsm8k_rows(data_dir):
+    """Raw train rows: question, solution text (before '####') and gold number."""
+    path = resolve_data_dir(data_dir) / "gsm8k" / "train.jsonl"
+    return read_jsonl(path, lambda r: {"question": r["question"], "solution": r["answer"].split("####")[0].strip(),
+                                       "gold": r["answer"].split("####")[1].strip().replace(",", "")})
+
+
+def noisy(base: np.ndarray, n: int, rng) -> np.ndarray:
+    x = base[rng.integers(0, len(base), n)] + rng.normal(0.0, NOISE, (n, base.shape[1])).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def fill(mem, stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int, rng):
+    """Put `stored` responses into the two memories, half each, spread over up to max_keys keys."""
+    for memory, n in zip(mem.memories(), (stored - stored // 2, stored // 2)):
+        n_keys = min(max_keys, n)
+        per_key = np.full(n_keys, n // n_keys) + (np.arange(n_keys) < n % n_keys)
+        if per_key.max() > mem.max_values:
+            raise SystemExit(f"{stored} responses do not fit {max_keys} keys x {mem.max_values} values")
+        questions = [f"fill question {i}" for i in range(n_keys)]
+        owner = np.repeat(np.arange(n_keys), per_key)
+        memory.write(questions, noisy(pool_q, n_keys, rng), noisy(pool_v, len(owner), rng), owner)
+
+
+def call_batch(rows, start, prompts, generations):
+    """TRL reward kwargs for `prompts` fresh questions x `generations` GSM8K-length completions."""
+    b = {"prompts": [], "completions": [], "question": [], "answer": []}
+    for p in range(prompts):
+        row = rows[start + p]
+        for g in range(generations):
+            other = rows[(start + prompts + p * generations + g) % len(rows)]  # another problem's solution
+            said = row["gold"] if g % 2 == 0 else "0"
+            text = f"<reasoning>\n{other['solution']}\n</reasoning>\n<answer>\n{said}\n</answer>"
+            b["prompts"].append([{"role": "user", "content": row["question"]}])
+            b["completions"].append([{"role": "assistant", "content": text}])
+            b["question"].append(row["question"])
+            b["answer"].append(row["gold"])
+    return b
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    rows = gsm8k_rows(args.data_dir)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    model = load_embedder(args.embedder, device=args.device)
+    load_s = time.perf_counter() - t0
+    cls = SentenceMemoryReward if args.sentence else MemoryReward
+    probe = cls(k=args.k, explore=True, embedder=model)
+    t0 = time.perf_counter()
+    pool = rows[-args.pool:]  # the fill uses the end of the train set, the timed calls its start
+    pool_q = probe.encode([r["question"] for r in pool])
+    pool_v = probe.encode([r["solution"] for r in pool])
+    pool_s = time.perf_counter() - t0
+    per_call = args.prompts * (1 + args.generations)
+    first = None
+    for size in args.sizes:
+        mem = cls(k=args.k, explore=True, embedder=model, explore_warmup=0, memory_max_values=args.max_values)
+        t0 = time.perf_counter()
+        fill(mem, size, pool_q, pool_v, args.max_keys, rng)
+        fill_s = time.perf_counter() - t0
+        calls, encodes = [], []
+        for rep in range(args.repeats + 1):
+            b = call_batch(rows, (rep + 1) * per_call, args.prompts, args.generations)
+            t0 = time.perf_counter()
+            mem.exploit_reward(**b)
+            mem.explore_reward(**b)
+            elapsed = time.perf_counter() - t0
+            units = [u for c in b["completions"] for u in mem.split_units(extract_reasoning(c[0]["content"]))]
+            t0 = time.perf_counter()
+            mem.encode(units + sorted(set(b["question"])))
+            if rep:  # rep 0 warms up
+                calls.append(elapsed)
+                encodes.append(time.perf_counter() - t0)
+        median = float(np.median(calls))
+        first = first or median
+        print(json.dumps({
+            "stored_responses": size, "keys": mem.success.n_keys + mem.failure.n_keys,
+            "values": mem.success.n_values + mem.failure.n_values, "prompts": args.prompts,
+            "generations": args.generations, "k": args.k, "level": mem.level,
+            "call_s_median": round(median, 4), "call_s_min": round(min(calls), 4),
+            "encode_s_median": round(float(np.median(encodes)), 4),
+            "memory_s_median": round(float(np.median(np.array(calls) - np.array(encodes))), 4),
+            "growth_vs_first": round(median / first, 3), "fill_s": round(fill_s, 2),
+            "embedder_load_s": round(load_s, 2), "pool_encode_s": round(pool_s, 2),
+            "device": str(model.device), "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+        }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
