@@ -68,11 +68,11 @@ def parse_args(argv=None):
     args.tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     if not args.tasks:
         p.error("--task is empty")
+    if "|" in args.task:
+        p.error(f"--task takes plain task names (gsm8k), not lighteval's suite|task|shots specs: {args.task!r}")
     for t in args.tasks:
         if t not in TASKS:
             p.error(f"--task: unknown task {t!r}; choose from {', '.join(TASKS)}")
-    if "|" in args.task:
-        p.error("--task takes plain task names (gsm8k), not lighteval's suite|task|shots specs")
     if args.max_samples is not None and args.max_samples < 1:
         p.error(f"--max_samples must be positive, got {args.max_samples}")
     if not 0 <= args.num_shots <= len(EXEMPLARS):
@@ -97,7 +97,7 @@ def parse_args(argv=None):
 
 
 def read_responses(path: str) -> list[dict]:
-    """Rows {response, gold[, question]} from a jsonl file; a bad line is an error naming file:line."""
+    """Rows {response (or completions), gold[, question]} from a jsonl file; a bad line is an error naming file:line."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -105,10 +105,11 @@ def read_responses(path: str) -> list[dict]:
                 continue
             try:
                 row = json.loads(line)
-                rows.append({"question": row.get("question", ""), "response": str(row["response"]),
-                             "gold": str(row["gold"])})
+                # math_eval.py's per-sample rows hold a list of completions: score the first
+                response = row["response"] if "response" in row else row["completions"][0]
+                rows.append({"question": row.get("question", ""), "response": str(response), "gold": str(row["gold"])})
             except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise SystemExit(f"error: {path}:{lineno}: need a JSON object with 'response' and 'gold' ({e})")
+                raise SystemExit(f"error: {path}:{lineno}: need a JSON object with 'response' (or 'completions') and 'gold' ({e})")
     if not rows:
         raise SystemExit(f"error: {path} has no rows")
     return rows
@@ -188,12 +189,12 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    rows = {task: load_rows(args, task) for task in args.tasks}  # fail on bad data before loading a model
     if importlib.util.find_spec("lighteval") is None:
         sys.exit(f"error: lighteval is not installed in {sys.executable}; {EVAL_ENV_HINT}")
     # Without a task Registry, lighteval's prediction cache warns once per lookup; it is a throwaway dir here.
     logging.getLogger("lighteval.utils.cache_management").setLevel(logging.ERROR)
 
-    rows = {task: load_rows(args, task) for task in args.tasks}  # fail on bad data before loading a model
     with tempfile.TemporaryDirectory(prefix="lighteval-cache-") as cache_dir:
         model = None
         if args.responses is None:

@@ -1,0 +1,39 @@
+"""Tier agreement: evaluation/agreement.py re-scores strict-tier details with the medium and loose tiers."""
+import json
+import sys
+
+from eval_cases import CASES, ROOT, run, strict_verdicts
+
+AGREEMENT = ROOT / "evaluation" / "agreement.py"
+
+
+def test_agreement_report_matches_case_table(tmp_path):
+    strict_verdicts(CASES, tmp_path)  # writes tmp_path/strict/<task>/details.jsonl with lighteval's verdicts
+    gsm = [c for c in CASES if c[0] == "gsm8k"]
+    out = tmp_path / "agreement.json"
+    proc = run([sys.executable, AGREEMENT, "--details", tmp_path / "strict" / "gsm8k" / "details.jsonl",
+                "--task", "gsm8k", "--out", out])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    n = len(gsm)
+    assert summary["n"] == n
+    for col, tier in ((3, "strict"), (4, "medium"), (5, "loose")):
+        assert summary["accuracy"][tier] == sum(c[col] for c in gsm) / n
+    assert summary["agreement"]["strict-medium"] == sum(c[3] == c[4] for c in gsm) / n
+    assert summary["agreement"]["medium-loose"] == sum(c[4] == c[5] for c in gsm) / n
+    expected_disagreements = [i for i, c in enumerate(gsm) if not c[3] == c[4] == c[5]]
+    assert [d["idx"] for d in summary["disagreements"]] == expected_disagreements
+    # Whitespace: the table's tight numeric tags where lighteval scored another number.
+    w = summary["whitespace"]
+    # tight: the "0 tips" and "$18" rows; spaced: "-$5" (unreadable) and the earlier \\boxed{20} row
+    assert w["strict_missed_tight_tag"] == 2 and w["strict_missed_spaced_tag"] == 2
+    assert f"#{expected_disagreements[0]:<3}" in proc.stdout
+
+
+def test_agreement_bad_input(tmp_path):
+    missing = run([sys.executable, AGREEMENT, "--details", tmp_path / "nope.jsonl"])
+    assert missing.returncode == 2 and "file not found" in missing.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"response": "1"}) + "\n")
+    proc = run([sys.executable, AGREEMENT, "--details", bad])
+    assert proc.returncode == 2 and "bad.jsonl:1: not a run_eval.py details row" in proc.stderr
