@@ -340,6 +340,8 @@ class MemoryReward:
         return self._reward("explore", completions, question, answer, trainer_state, log_metric)
 
     def _reward(self, name, completions, question, answer, trainer_state, log_metric) -> list[float]:
+        if len(completions) == 0 and _dist() is None:  # nothing to score (with several ranks, still take part in the gather)
+            return []
         for column, value in (("question", question), ("answer", answer)):
             if value is None or len(value) != len(completions):
                 raise ValueError(f"MemoryReward needs the dataset column {column!r} with one entry per completion "
@@ -358,7 +360,7 @@ class MemoryReward:
 
     def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
         success, failure = self.memories()
-        keyed = [questions[0]] * len(questions) if self.key_first_prompt else questions
+        keyed = [questions[0]] * len(questions) if self.key_first_prompt and questions else questions
         correct = np.array([is_correct(t, g) for t, g in zip(texts, golds)], dtype=bool)
         units, owner = [], []
         for i, text in enumerate(texts):
@@ -369,7 +371,8 @@ class MemoryReward:
         new_questions = list(dict.fromkeys(q for q in keyed if q not in self.question_cache))
         embs = self.encode(units + new_questions)
         fresh = dict(zip(new_questions, embs[len(units) :]))
-        q_embs = np.stack([self.question_cache[q] if q in self.question_cache else fresh[q] for q in keyed])
+        q_embs = np.array([self.question_cache[q] if q in self.question_cache else fresh[q] for q in keyed],
+                          dtype=np.float32).reshape(len(keyed), embs.shape[1])
         local = {"questions": keyed, "q_embs": q_embs, "units": embs[: len(units)], "owner": np.array(owner, dtype=np.int64), "correct": correct}
         g, start = self._gather(local)
         n = len(g["questions"])

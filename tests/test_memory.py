@@ -207,6 +207,14 @@ def test_odd_completions_give_finite_rewards(embedder, cls):
     assert mem.success.n_keys == 1  # "no tags, answer 5" has no <answer>: wrong; the last-but-one is right
 
 
+def test_empty_batch_gives_no_rewards_and_leaves_memory_alone(embedder):
+    mem = make(embedder)
+    both(mem, MIXED)
+    digest = mem.state_digest()
+    assert both(mem, {"prompts": [], "completions": [], "question": [], "answer": []}) == ([], [])
+    assert mem.state_digest() == digest
+
+
 def test_missing_question_column_is_a_clear_error(embedder):
     b = dict(MIXED)
     del b["question"]
