@@ -171,7 +171,7 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
     n = len(details)
     scores = [float(d["correct"]) for d in details]
     results = {
-        "task": task, "model": args.responses and f"responses:{args.responses}" or args.model_name,
+        "task": task, "model": f"responses:{args.responses}" if args.responses else args.model_name,
         "tier": "strict", "metric": "lighteval extractive_match",
         "accuracy": sum(scores) / n, "stderr": mean_stderr(scores) if n > 1 else 0.0, "n": n,
         "num_shots": args.num_shots, "max_new_tokens": args.max_new_tokens, "split": args.split,

@@ -75,6 +75,7 @@ CASES = [
 
 
 # ---- scoring the table with each tier ---------------------------------------------------------------------
+import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
@@ -117,3 +118,16 @@ def strict_verdicts(cases, tmp_path) -> list[tuple[bool, str]]:
             d = json.loads(line)
             verdicts[i] = (d["correct"], d["extracted"])
     return [verdicts[i] for i in range(len(cases))]
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_table_once(out_dir: Path) -> tuple:
+    return tuple(strict_verdicts(CASES, out_dir))
+
+
+@pytest.fixture(scope="session")
+def strict_table(tmp_path_factory) -> tuple[Path, tuple]:
+    """(dir with strict/<task>/details.jsonl, verdicts) for CASES; lighteval runs once per test session."""
+    out_dir = tmp_path_factory.getbasetemp() / "strict-case-table"
+    out_dir.mkdir(exist_ok=True)
+    return out_dir, _strict_table_once(out_dir)

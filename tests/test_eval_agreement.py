@@ -2,16 +2,16 @@
 import json
 import sys
 
-from eval_cases import CASES, ROOT, run, strict_verdicts
+from eval_cases import CASES, ROOT, run, strict_table  # noqa: F401 (fixture)
 
 AGREEMENT = ROOT / "evaluation" / "agreement.py"
 
 
-def test_agreement_report_matches_case_table(tmp_path):
-    strict_verdicts(CASES, tmp_path)  # writes tmp_path/strict/<task>/details.jsonl with lighteval's verdicts
+def test_agreement_report_matches_case_table(strict_table, tmp_path):
+    strict_dir, _ = strict_table  # strict_dir/strict/<task>/details.jsonl hold lighteval's verdicts
     gsm = [c for c in CASES if c[0] == "gsm8k"]
     out = tmp_path / "agreement.json"
-    proc = run([sys.executable, AGREEMENT, "--details", tmp_path / "strict" / "gsm8k" / "details.jsonl",
+    proc = run([sys.executable, AGREEMENT, "--details", strict_dir / "strict" / "gsm8k" / "details.jsonl",
                 "--task", "gsm8k", "--out", out])
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(out.read_text())
@@ -25,7 +25,7 @@ def test_agreement_report_matches_case_table(tmp_path):
     assert [d["idx"] for d in summary["disagreements"]] == expected_disagreements
     # Whitespace: the table's tight numeric tags where lighteval scored another number.
     w = summary["whitespace"]
-    # tight: the "0 tips" and "$18" rows; spaced: "-$5" (unreadable) and the earlier \\boxed{20} row
+    # tight: the "0 tips" and "$18" rows; spaced: "-$5" (unreadable) and the earlier \boxed{20} row
     assert w["strict_missed_tight_tag"] == 2 and w["strict_missed_spaced_tag"] == 2
     assert f"#{expected_disagreements[0]:<3}" in proc.stdout
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from eval_cases import CASES, ROOT, eval_python, run, strict_verdicts
+from eval_cases import CASES, ROOT, eval_python, run, strict_table  # noqa: F401 (fixture)
 
 RESULT_KEYS = {"task", "model", "accuracy", "stderr", "n", "num_shots", "max_new_tokens", "seconds",
                "seconds_per_sample"}
@@ -49,8 +49,8 @@ def test_empty_dataset_is_one_clear_error(tmp_path, smollm2_dir):
     assert "Traceback" not in proc.stderr
 
 
-def test_strict_verdicts_on_case_table(tmp_path):
-    verdicts = strict_verdicts(CASES, tmp_path)
+def test_strict_verdicts_on_case_table(strict_table):
+    _, verdicts = strict_table
     wrong = [(c[6], c[3], v) for c, v in zip(CASES, verdicts) if v[0] != bool(c[3])]
     assert not wrong, wrong
 
