@@ -1,0 +1,637 @@
+"""The paper's comparison in one command: methods x seeds of GRPO, the strict eval of every
+checkpoint, and a Table-1-style results table with training curves.
+
+    python run_compare.py --preset cpu            # this 2-core machine: SmolLM2-135M, 4 methods x 2 seeds
+    python run_compare.py --preset paper          # a GPU with the Hub: Qwen2.5-0.5B, paper Table 4 settings
+    python run_compare.py --methods r1,memoryr+ --seeds 0 --model_name PATH --max_steps 50 ...
+
+What it does, top to bottom:
+1. trains every (method, seed) with `run_gsm8k.py` (a subprocess with this same python), with
+   otherwise identical settings, into OUT/runs/<method>-seed<s>/;
+2. evaluates the base model and every saved checkpoint with the strict tier, `run_eval.py` (run by
+   `--eval_python`, its own venv), into OUT/evals/<base|method-seed>/<step>/<task>/results.json;
+3. aggregates: per method and task, the Last (final checkpoint) and Best (best checkpoint) accuracy
+   as mean +- std over seeds, the base model's row, and the diversity of the final checkpoints'
+   eval generations (distinct-n, mean pairwise embedding distance);
+4. writes OUT/results.md, results.csv, results.json and OUT/figures/*.png (`plot_stats.py`).
+
+Choices:
+- Settings: a preset's values, overridden by any flag given. `run_gsm8k.py` owns every default
+  not set here. Extra training flags (memory options, ...) go through `--train_args "..."`.
+- Resumable: a run is finished when this script wrote OUT/runs/<run>/compare_done.json after
+  `run_gsm8k.py` exited 0; an eval is finished when its results.json exists. Neither is redone.
+  A run folder with checkpoints but no marker crashed or was interrupted: it is reported and
+  resumed with `run_gsm8k.py --resume`. A failed run or eval is reported in results.md and the
+  rest of the comparison goes on; the script then exits 1.
+  Changing a setting for an existing OUT is an error naming the setting (results would mix);
+  adding methods, seeds or tasks is fine.
+- Best is the highest accuracy over the saved checkpoints, scored on the same eval set, as in the
+  paper. It selects on the test set, so it is optimistic; Last is the unbiased number.
+- std is the sample standard deviation over seeds (ddof=1), from `plot_stats.mean_std`.
+- The eval curves start at step 0 with the base model, which is every run's starting point.
+- `--train_task svamp` (the cpu preset) trains on SVAMP instead of GSM8K: the first `--holdout`
+  rows of SVAMP's only split are kept for eval and the rest become the training set, written in
+  GSM8K's format to OUT/data/gsm8k/train.jsonl so `run_gsm8k.py` reads them unchanged;
+  OUT/data/svamp/test.jsonl holds the held-out rows only, and every other task links to the
+  original data. Train and eval rows are disjoint by construction (checked).
+"""
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from itertools import combinations
+from pathlib import Path
+
+import plot_stats
+import run_gsm8k
+from data import DATA_ENV, TASKS, load_task, resolve_data_dir
+from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
+from plot_stats import mean_std, method_label
+
+ROOT = Path(__file__).resolve().parent
+DONE_MARKER = "compare_done.json"
+EVAL_WALL = "eval_wall.json"  # wall seconds of one run_eval.py call, process start-up included
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the offline copy every dev machine and CI run has
+
+# Presets. Keys are this script's flag names; a flag given on the command line wins.
+PRESETS = {
+    # Paper Table 4 (Le et al. 2025) on Qwen2.5-0.5B-Instruct; needs a GPU and the Hub.
+    "paper": {
+        "model_name": "Qwen/Qwen2.5-0.5B-Instruct", "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1,2",
+        "bs": 2, "gc": 8, "L": 200, "num_generations": 16, "nepochs": 1, "num_shots": 0,
+        "save_steps": 100,  # 1 epoch = 7473 / (2 x 8) = 467 steps: checkpoints 100..400 and 467
+        "tasks": "gsm8k", "eval_samples": -1,
+    },
+    # This 2-core CPU machine, offline. Measured here (docs/results.md): SmolLM2-135M-Instruct answers 0/32
+    # SVAMP questions right at the start (GSM8K is harder), so its only reward signal is format; 1 shot makes
+    # it write <answer> tags in ~25% of completions (0-shot: never), and SVAMP is the easiest held-out set.
+    # At L=64 every completion was cut before its tags and the reward was 0 at every step, so L=128.
+    # A step (1 prompt x G 4) took 15-80 s on the shared CPU, and a run_eval.py call 1-2 min, so 4 steps
+    # per run and one checkpoint (Best = Last) is what fits 4 methods x 2 seeds in about an hour.
+    "cpu": {
+        "model_name": str(ROOT / "models" / "SmolLM2-135M-Instruct"), "data_dir": str(SHARED_DATA),
+        "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1",
+        "train_task": "svamp", "holdout": 100, "num_shots": 1,
+        "bs": 1, "gc": 1, "L": 128, "num_generations": 4, "max_steps": 4, "save_steps": 4,
+        "lr": 2e-5,  # 4x the paper's 5e-6: over 4 steps the paper's rate moves the policy by next to nothing
+        # explore switches on after ~10% of training, as the default 50 of the paper's 467 steps does
+        "train_args": "--explore_warmup 1",
+        "tasks": "svamp", "eval_samples": 32, "eval_max_new_tokens": 128, "eval_batch_size": 16,
+    },
+}
+# Used when neither a preset nor a flag sets the value (None = leave it to run_gsm8k.py / run_eval.py).
+DEFAULTS = {
+    "model_name": None, "data_dir": None, "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1,2",
+    "train_task": "gsm8k", "holdout": 0, "num_shots": None, "bs": None, "gc": None, "L": None,
+    "num_generations": None, "nepochs": None, "max_steps": None, "save_steps": None, "lr": None, "beta": None,
+    "temperature": None, "k": None, "train_args": "", "tasks": "gsm8k", "eval_samples": -1,
+    "eval_num_shots": None, "eval_max_new_tokens": None, "eval_batch_size": None,
+}
+# Flags forwarded to run_gsm8k.py under the same name when set.
+TRAIN_FLAGS = ["model_name", "num_shots", "bs", "gc", "L", "num_generations", "nepochs", "max_steps", "save_steps",
+               "lr", "beta", "temperature", "k"]
+# Settings that may not change once OUT holds results, because runs and evals made with them would mix.
+FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_task", "holdout", "train_args", "eval_samples", "eval_num_shots",
+                                "eval_max_new_tokens"]
+TRAIN_TASKS = ["gsm8k", "svamp"]
+DISTINCT_N = (1, 2)  # distinct-1 and distinct-2, the usual lexical diversity pair
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("comparison")
+    g.add_argument("--preset", choices=list(PRESETS), default=None, help="settings bundle; flags given override it")
+    g.add_argument("--methods", help="comma list of --use_ir values (default r1,cosine,memoryr,memoryr+)")
+    g.add_argument("--seeds", help="comma list of seeds (default 0,1,2; cpu preset 0,1)")
+    g.add_argument("--output_dir", default=None, help="comparison folder (default runs/compare-<preset or custom>)")
+    g.add_argument("--skip_base", action="store_true", help="do not evaluate the base model")
+    g.add_argument("--dry_run", action="store_true", help="print the resolved settings and the commands, run nothing")
+
+    g = p.add_argument_group("training (forwarded to run_gsm8k.py)")
+    g.add_argument("--model_name", help="base model: Hub id or local HF directory")
+    g.add_argument("--data_dir", help=f"local data folder (else ${DATA_ENV}, else the Hub)")
+    g.add_argument("--train_task", choices=TRAIN_TASKS, help="training set: gsm8k train split, or SVAMP minus --holdout rows")
+    g.add_argument("--holdout", type=int, help="with --train_task svamp: first N SVAMP rows kept for eval only")
+    g.add_argument("--num_shots", type=int)
+    g.add_argument("--bs", type=int, help="prompts per micro-step")
+    g.add_argument("--gc", type=int, help="gradient accumulation")
+    g.add_argument("--L", type=int, help="max completion tokens")
+    g.add_argument("--num_generations", type=int, help="G")
+    g.add_argument("--nepochs", type=float)
+    g.add_argument("--max_steps", type=int)
+    g.add_argument("--save_steps", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--beta", type=float)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--k", type=int)
+    g.add_argument("--train_args", help='any other run_gsm8k.py flags, one quoted string, e.g. "--explore_warmup 5"')
+
+    g = p.add_argument_group("evaluation (run_eval.py, strict tier)")
+    g.add_argument("--tasks", help="comma list of eval tasks (default gsm8k; also math500, aime24, amc23, svamp)")
+    g.add_argument("--eval_samples", type=int, help="first N rows of each task; -1 = all")
+    g.add_argument("--eval_num_shots", type=int, help="shots in eval prompts (default: --num_shots)")
+    g.add_argument("--eval_max_new_tokens", type=int, help="generation budget in eval (default: run_eval.py's)")
+    g.add_argument("--eval_batch_size", type=int)
+    g.add_argument("--eval_python", default=None,
+                   help="python that runs run_eval.py (default .venv-eval/bin/python if it exists, else this python)")
+    g.add_argument("--embedder", default=None, help=f"sentence-transformers model for semantic diversity (default {DEFAULT_EMBEDDER}, offline copy if installed)")
+    return p
+
+
+def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
+    """Flag > preset > default, validated; one parser error per bad value."""
+    preset = PRESETS.get(args.preset, {})
+    s = {k: (getattr(args, k) if getattr(args, k) is not None else preset.get(k, d)) for k, d in DEFAULTS.items()}
+    s["methods"] = [m.strip() for m in str(s["methods"]).split(",") if m.strip()]
+    for m in s["methods"]:
+        try:
+            method_label(m)
+        except ValueError as e:
+            p.error(f"argument --methods: {e}")
+    labels = [method_label(m) for m in s["methods"]]
+    if len(set(labels)) != len(labels):
+        p.error(f"argument --methods: two names for the same method in {s['methods']}")
+    try:
+        s["seeds"] = [int(x) for x in str(s["seeds"]).split(",") if x.strip()]
+    except ValueError:
+        p.error(f"argument --seeds: expected a comma list of integers, got {args.seeds!r}")
+    s["tasks"] = [t.strip() for t in str(s["tasks"]).split(",") if t.strip()]
+    for t in s["tasks"]:
+        if t not in TASKS:
+            p.error(f"argument --tasks: unknown task {t!r}; choose from {', '.join(TASKS)}")
+    if not s["methods"] or not s["seeds"] or not s["tasks"]:
+        p.error("arguments --methods, --seeds and --tasks each need at least one value")
+    if s["train_task"] == "svamp" and s["holdout"] < 1:
+        p.error("argument --holdout: --train_task svamp needs --holdout N >= 1 SVAMP rows kept for eval")
+    if s["train_task"] == "svamp" and 0 < s["eval_samples"] and s["eval_samples"] > s["holdout"]:
+        p.error(f"argument --eval_samples: {s['eval_samples']} > --holdout {s['holdout']}: eval would reach training rows")
+    if s["model_name"] is None:  # the base model is evaluated too, so it must be named here
+        s["model_name"] = run_gsm8k.build_parser().get_default("model_name")
+    if s["eval_num_shots"] is None:
+        s["eval_num_shots"] = s["num_shots"]
+    if s["data_dir"] is not None:
+        try:
+            resolve_data_dir(s["data_dir"])
+        except FileNotFoundError as e:
+            p.error(f"argument --data_dir: {e}")
+    if s["model_name"] and Path(s["model_name"]).is_absolute() and not Path(s["model_name"]).is_dir():
+        p.error(f"argument --model_name: model directory not found: {s['model_name']} (cpu preset: run `python prepare_model.py`)")
+    return s
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def prepare_data_dir(settings: dict, out: Path) -> str | None:
+    """The --data_dir the runs and evals read. For --train_task svamp, a folder with disjoint SVAMP train/eval rows."""
+    if settings["train_task"] == "gsm8k":
+        return settings["data_dir"]
+    src = resolve_data_dir(settings["data_dir"])
+    if src is None:
+        raise SystemExit("error: --train_task svamp needs local data (--data_dir or $MEMORYR_DATA_DIR)")
+    dst = out / "data"
+    svamp_src = src / "svamp" / "test.jsonl"
+    raw = [line for line in svamp_src.read_text(encoding="utf-8").splitlines() if line.strip()]
+    n = settings["holdout"]
+    if n >= len(raw):
+        raise SystemExit(f"error: --holdout {n} leaves no SVAMP training rows ({svamp_src} has {len(raw)})")
+    (dst / "svamp").mkdir(parents=True, exist_ok=True)
+    (dst / "gsm8k").mkdir(parents=True, exist_ok=True)
+    (dst / "svamp" / "test.jsonl").write_text("\n".join(raw[:n]) + "\n", encoding="utf-8")
+    train_rows = load_task("svamp", "test", str(src))[n:]
+    with open(dst / "gsm8k" / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in train_rows:  # GSM8K's layout: the gold number after '####'
+            f.write(json.dumps({"question": r["question"], "answer": f"#### {r['answer']}"}) + "\n")
+    link = dst / "gsm8k" / "test.jsonl"
+    if not link.exists():
+        link.symlink_to((src / "gsm8k" / "test.jsonl").resolve())
+    for task, (folder, _, _) in TASKS.items():
+        if folder not in ("gsm8k", "svamp") and (src / folder).is_dir() and not (dst / folder).exists():
+            (dst / folder).symlink_to((src / folder).resolve())
+    held = {r["question"] for r in load_task("svamp", "test", str(dst))}
+    trained = {r["question"] for r in load_task("gsm8k", "train", str(dst))}
+    if held & trained:
+        raise SystemExit(f"error: {len(held & trained)} SVAMP questions are in both the eval and the training rows")
+    return str(dst)
+
+
+# --- plan, training and evaluation -----------------------------------------------------------------
+
+def run_name(method: str, seed: int) -> str:
+    return f"{method_label(method)}-seed{seed}"
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, dir) of the run's checkpoint-<step> folders, by step."""
+    found = []
+    for d in Path(run_dir).glob("checkpoint-*"):
+        step = d.name.rsplit("-", 1)[1]
+        if step.isdigit() and (d / "config.json").is_file():
+            found.append((int(step), d))
+    return sorted(found)
+
+
+def train_command(settings: dict, method: str, seed: int, run_dir: Path, data_dir: str | None, resume: bool) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "run_gsm8k.py"), "--use_ir", method, "--seed", str(seed),
+           "--output_dir", str(run_dir), "--report_to", "none"]
+    for flag in TRAIN_FLAGS:
+        if settings[flag] is not None:
+            cmd += [f"--{flag}", str(settings[flag])]
+    if data_dir is not None:
+        cmd += ["--data_dir", data_dir]
+    cmd += shlex.split(settings["train_args"] or "")
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def run_logged(cmd: list[str], log_path: Path) -> tuple[int, float]:
+    """Run `cmd` from the repo root with output appended to `log_path`; (return code, seconds)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {shlex.join(cmd)}\n")
+        log.flush()
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return rc, time.time() - start
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def train_run(settings, method, seed, run_dir: Path, data_dir, dry_run: bool) -> dict:
+    """Train one run unless it is finished; resume it if it crashed. Returns its status record."""
+    marker = run_dir / DONE_MARKER
+    if marker.is_file():
+        print(f"[train] {run_dir.name}: finished earlier, not redone")
+        return {**json.loads(marker.read_text()), "status": "done", "trained_now": False}
+    resume = bool(checkpoints(run_dir))
+    cmd = train_command(settings, method, seed, run_dir, data_dir, resume)
+    if dry_run:
+        print(f"[train] {run_dir.name}: {shlex.join(cmd)}")
+        return {"status": "planned"}
+    if resume:
+        print(f"[train] {run_dir.name}: CRASHED OR INTERRUPTED EARLIER (checkpoints but no {DONE_MARKER}); "
+              f"resuming from checkpoint-{checkpoints(run_dir)[-1][0]}")
+    else:
+        (run_dir / "training_stats.jsonl").unlink(missing_ok=True)  # a fresh start must not append to stale lines
+        print(f"[train] {run_dir.name}: training")
+    rc, seconds = run_logged(cmd, run_dir / "train.log")
+    if rc != 0:
+        print(f"[train] {run_dir.name}: FAILED (exit {rc}); last lines of {run_dir / 'train.log'}:\n{log_tail(run_dir / 'train.log')}")
+        return {"status": "failed", "returncode": rc, "seconds": seconds, "resumed": resume, "log": str(run_dir / "train.log")}
+    record = {"returncode": 0, "seconds": round(seconds, 1), "resumed": resume, "command": shlex.join(cmd)}
+    marker.write_text(json.dumps(record, indent=2))
+    print(f"[train] {run_dir.name}: done in {seconds:.0f}s")
+    return {**record, "status": "done", "trained_now": True}
+
+
+def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_dir: Path, data_dir) -> list[str]:
+    cmd = [eval_python, str(ROOT / "run_eval.py"), "--task", ",".join(tasks), "--model_name", model,
+           "--output_dir", str(out_dir)]
+    if settings["eval_samples"] is not None and settings["eval_samples"] > 0:
+        cmd += ["--max_samples", str(settings["eval_samples"])]
+    if data_dir is not None:
+        cmd += ["--data_dir", data_dir]
+    for flag, name in (("eval_num_shots", "--num_shots"), ("eval_max_new_tokens", "--max_new_tokens"),
+                       ("eval_batch_size", "--batch_size")):
+        if settings[flag] is not None:
+            cmd += [name, str(settings[flag])]
+    return cmd
+
+
+def evaluate(settings, eval_python, model: str, out_dir: Path, data_dir, dry_run: bool) -> dict:
+    """Strict-tier eval of `model` on the tasks whose results.json is missing in out_dir; status record."""
+    todo = [t for t in settings["tasks"] if not (out_dir / t / "results.json").is_file()]
+    if not todo:
+        return {"status": "done", "evaluated_now": False}
+    cmd = eval_command(settings, eval_python, model, todo, out_dir, data_dir)
+    if dry_run:
+        print(f"[eval] {shlex.join(cmd)}")
+        return {"status": "planned"}
+    print(f"[eval] {model} on {','.join(todo)}")
+    rc, seconds = run_logged(cmd, out_dir / "eval.log")
+    missing = [t for t in todo if not (out_dir / t / "results.json").is_file()]
+    if rc != 0 or missing:
+        print(f"[eval] FAILED (exit {rc}) for {model}; last lines of {out_dir / 'eval.log'}:\n{log_tail(out_dir / 'eval.log')}")
+        return {"status": "failed", "returncode": rc, "log": str(out_dir / "eval.log")}
+    (out_dir / EVAL_WALL).write_text(json.dumps({"tasks": todo, "seconds": round(seconds, 1)}))
+    print(f"[eval] done in {seconds:.0f}s")
+    return {"status": "done", "evaluated_now": True, "seconds": round(seconds, 1)}
+
+
+# --- aggregation (pure functions of the files in OUT) ---------------------------------------------
+
+def read_eval(eval_dir: Path, task: str) -> dict | None:
+    path = eval_dir / task / "results.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    if "accuracy" not in res:
+        raise ValueError(f"{path}: no 'accuracy' key")
+    return res
+
+
+def run_curve(out: Path, name: str, task: str, base: dict | None) -> dict[int, float]:
+    """{step: accuracy} of a run on a task, from its evaluated checkpoints; step 0 is the base model."""
+    curve = {0: base["accuracy"]} if base is not None else {}
+    root = out / "evals" / name
+    if root.is_dir():
+        for d in root.iterdir():
+            res = read_eval(d, task) if d.name.isdigit() else None
+            if res is not None:
+                curve[int(d.name)] = res["accuracy"]
+    return dict(sorted(curve.items()))
+
+
+def last_and_best(curve: dict[int, float], final_step: int | None) -> dict | None:
+    """Last = accuracy at the run's final checkpoint; Best = the max over its trained checkpoints (step > 0).
+
+    None when the final checkpoint has no eval yet: a Last taken from an earlier step would mislead.
+    """
+    trained = {s: a for s, a in curve.items() if s > 0}
+    if final_step is None or final_step not in trained:
+        return None
+    best_step = max(trained, key=lambda s: (trained[s], -s))  # ties: the earliest step
+    return {"last": trained[final_step], "last_step": final_step, "best": trained[best_step], "best_step": best_step}
+
+
+def summarise(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "n": len(values)}
+
+
+def response_texts(eval_dir: Path, task: str) -> list[str]:
+    path = eval_dir / task / "details.jsonl"
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line).get("response") or "" for line in f if line.strip()]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique n-grams / all n-grams over the pooled texts (lower-cased whitespace tokens); 0.0 if none."""
+    grams = [tuple(toks[i:i + n]) for t in texts for toks in [t.lower().split()] for i in range(len(toks) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def mean_pairwise_distance(vectors) -> float:
+    """Mean cosine distance (1 - cosine similarity) over all pairs of rows; 0.0 for fewer than 2."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=np.float64)
+    if len(v) < 2:
+        return 0.0
+    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    sim = v @ v.T
+    iu = np.triu_indices(len(v), k=1)
+    return float(np.mean(1.0 - sim[iu]))
+
+
+def diversity(texts: list[str], embedder) -> dict | None:
+    """Lexical (distinct-n) and semantic (mean pairwise embedding distance) diversity of a set of generations."""
+    if not texts:
+        return None
+    out = {f"distinct_{n}": distinct_n(texts, n) for n in DISTINCT_N}
+    if embedder is not None:
+        out["semantic"] = mean_pairwise_distance(embedder.encode(texts, batch_size=32, convert_to_numpy=True))
+    return out
+
+
+def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
+    """Everything results.* show, read from the files in OUT: per run, per method (mean/std over seeds), base."""
+    tasks = settings["tasks"]
+    base_dir = out / "evals" / "base" / "0"
+    base = {t: read_eval(base_dir, t) for t in tasks}
+    result = {"base": {t: ({"accuracy": r["accuracy"], "stderr": r.get("stderr"), "n": r.get("n"),
+                            "diversity": diversity(response_texts(base_dir, t), embedder)} if r else None)
+                       for t, r in base.items()},
+              "methods": {}}
+    for method in settings["methods"]:
+        label = method_label(method)
+        runs = {}
+        for seed in settings["seeds"]:
+            name = run_name(method, seed)
+            ckpts = checkpoints(out / "runs" / name)
+            final_step = ckpts[-1][0] if ckpts else None
+            run = {"status": statuses.get(name, {}).get("status", "unknown"), "final_step": final_step,
+                   "train_seconds": statuses.get(name, {}).get("seconds"), "tasks": {}}
+            for t in tasks:
+                curve = run_curve(out, name, t, base[t])
+                lb = last_and_best(curve, final_step)
+                div = diversity(response_texts(out / "evals" / name / str(final_step), t), embedder) if final_step else None
+                run["tasks"][t] = {"curve": curve, **(lb or {}), "diversity": div}
+            runs[seed] = run
+        summary = {}
+        for t in tasks:
+            done = [r["tasks"][t] for r in runs.values() if "last" in r["tasks"][t]]
+            summary[t] = {"last": summarise([d["last"] for d in done]), "best": summarise([d["best"] for d in done])}
+            divs = [d["diversity"] for d in done if d["diversity"]]
+            summary[t]["diversity"] = {k: summarise([d[k] for d in divs if k in d]) for k in (divs[0] if divs else {})}
+        result["methods"][label] = {"use_ir": method, "runs": runs, "summary": summary}
+    return result
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+def fmt(s: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """'12.5 ± 3.1' (percent by default); a single seed shows no ±; '—' when missing."""
+    if not s:
+        return "—"
+    if s["n"] == 1:
+        return f"{s['mean'] * scale:.{digits}f}"
+    return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}"
+
+
+def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str]], list[dict]]:
+    """(markdown header, markdown rows, csv rows) of the accuracy table."""
+    header = ["Method", "seeds"] + [f"{t} {kind}" for t in tasks for kind in ("Last", "Best")]
+    md, rows = [], []
+    base_cells = []
+    base_csv = {"method": "base model", "seeds": 0}
+    for t in tasks:
+        b = result["base"][t]
+        cell = "—" if b is None else f"{b['accuracy'] * 100:.1f}"
+        base_cells += [cell, cell]
+        for kind in ("last", "best"):
+            base_csv.update({f"{t}_{kind}_mean": None if b is None else b["accuracy"], f"{t}_{kind}_std": None})
+    md.append(["base model", "—"] + base_cells)
+    rows.append(base_csv)
+    for label, m in result["methods"].items():
+        n = max([m["summary"][t]["last"]["n"] for t in tasks if m["summary"][t]["last"]] or [0])
+        cells, row = [], {"method": label, "seeds": n}
+        for t in tasks:
+            for kind in ("last", "best"):
+                s = m["summary"][t][kind]
+                cells.append(fmt(s))
+                row[f"{t}_{kind}_mean"] = None if s is None else s["mean"]
+                row[f"{t}_{kind}_std"] = None if s is None else s["std"]
+        md.append([label, str(n)] + cells)
+        rows.append(row)
+    return header, md, rows
+
+
+def diversity_rows(result: dict, task: str) -> list[list[str]]:
+    keys = [f"distinct_{n}" for n in DISTINCT_N] + ["semantic"]
+    b = (result["base"][task] or {}).get("diversity") or {}
+    out = [["base model"] + [f"{b[k]:.3f}" if k in b else "—" for k in keys]]
+    for label, m in result["methods"].items():
+        d = m["summary"][task].get("diversity") or {}
+        out.append([label] + [fmt(d.get(k), scale=1.0, digits=3) for k in keys])
+    return out
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def short_path(value):
+    """A path inside the repo as a relative path (results.md is committed; absolute paths are machine-specific)."""
+    if isinstance(value, str) and value.startswith(str(ROOT) + os.sep):
+        return os.path.relpath(value, ROOT)
+    return value
+
+
+def write_results(out: Path, settings: dict, result: dict, figures: list, wall: dict) -> None:
+    tasks = settings["tasks"]
+    header, md_rows, csv_rows = table_rows(result, tasks)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
+        writer.writeheader()
+        writer.writerows(csv_rows)
+    (out / "results.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, **result}, indent=2, default=str))
+
+    shown = {k: short_path(settings[k]) for k in ["model_name", "train_task", "holdout", "num_shots", "bs", "gc", "num_generations", "L",
+                                       "max_steps", "nepochs", "save_steps", "lr", "train_args", "tasks", "eval_samples",
+                                       "eval_num_shots", "eval_max_new_tokens"] if settings[k] not in (None, "")}
+    lines = ["# Memory-R comparison", "",
+             f"Methods {', '.join(result['methods'])} × seeds {', '.join(map(str, settings['seeds']))}, "
+             "trained with `run_gsm8k.py`, scored by the strict tier (`run_eval.py`).", "",
+             "Settings: " + ", ".join(f"`{k}={v}`" for k, v in shown.items()), "",
+             "## Accuracy (%)", "",
+             "Last = final checkpoint; Best = best saved checkpoint on the same eval set (optimistic: it selects "
+             "on the test rows). Mean ± sample std over seeds.", "",
+             md_table(header, md_rows), ""]
+    for t in tasks:
+        b = result["base"][t]
+        if b and b.get("n"):
+            se = (b["accuracy"] * (1 - b["accuracy"]) / b["n"]) ** 0.5 * 100
+            lines.append(f"- {t}: n = {b['n']} eval questions; the base model's binomial standard error is {se:.1f} points.")
+    lines.append("")
+    failed = [f"{label} seed {seed}: {r['status']}" for label, m in result["methods"].items()
+              for seed, r in m["runs"].items() if r["status"] not in ("done",)]
+    missing = [f"{label} seed {seed}" for label, m in result["methods"].items() for seed, r in m["runs"].items()
+               if r["status"] == "done" and any("last" not in r["tasks"][t] for t in tasks)]
+    if failed or missing:
+        lines += ["## Incomplete", ""] + [f"- run {x}" for x in failed] + [f"- eval missing for {x}" for x in missing] + [""]
+    for t in tasks:
+        lines += [f"## Diversity of the final checkpoints' {t} generations", "",
+                  "distinct-n: unique / total word n-grams over all responses; semantic: mean pairwise cosine distance "
+                  "of the responses' sentence embeddings. Mean ± std over seeds.", "",
+                  md_table(["Method"] + [f"distinct-{n}" for n in DISTINCT_N] + ["semantic"], diversity_rows(result, t)), ""]
+    train_s = sum(r["train_seconds"] or 0 for m in result["methods"].values() for r in m["runs"].values())
+    eval_s = sum(json.loads(p.read_text())["seconds"] for p in (out / "evals").rglob(EVAL_WALL)) if (out / "evals").is_dir() else 0
+    lines += ["## Wall time", "",
+              f"- all runs and evals so far: training {train_s / 60:.1f} min, strict eval {eval_s / 60:.1f} min "
+              f"(process start-up included), together {(train_s + eval_s) / 60:.1f} min",
+              f"- this invocation: {wall.get('total', 0) / 60:.1f} min"]
+    per_run = [(label, seed, r["train_seconds"]) for label, m in result["methods"].items() for seed, r in m["runs"].items()
+               if r.get("train_seconds")]
+    if per_run:
+        lines.append("- training per run: " + ", ".join(f"{label}/seed {seed} {s / 60:.1f} min" for label, seed, s in per_run))
+    lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for _, title, path in figures:
+            lines += [f"### {title}", "", f"![{title}]({Path(path).relative_to(out).as_posix()})", ""]
+    (out / "results.md").write_text("\n".join(lines))
+
+
+def eval_figures(out: Path, result: dict, tasks: list[str]) -> list:
+    figs = []
+    for t in tasks:
+        groups = {label: [(list(r["tasks"][t]["curve"]), list(r["tasks"][t]["curve"].values()), seed)
+                          for seed, r in m["runs"].items() if len(r["tasks"][t]["curve"]) > 0]
+                  for label, m in result["methods"].items()}
+        path = plot_stats.plot_curves(groups, f"Strict eval accuracy on {t} vs checkpoint (step 0 = base model)",
+                                      "accuracy", out / "figures" / f"eval_{t}.png", xlabel="checkpoint step")
+        if path is not None:
+            figs.append((f"eval_{t}", f"Strict eval accuracy on {t} vs checkpoint", path))
+    return figs
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def check_settings_unchanged(out: Path, settings: dict) -> None:
+    saved_path = out / "compare_config.json"
+    if saved_path.is_file():
+        saved = json.loads(saved_path.read_text())
+        changed = [k for k in FIXED_SETTINGS if k in saved and saved[k] != settings[k]]
+        if changed:
+            diff = ", ".join(f"{k}: {saved[k]!r} -> {settings[k]!r}" for k in changed)
+            raise SystemExit(f"error: {out} holds results made with other settings ({diff}); "
+                             "use a new --output_dir or the old settings")
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    settings = resolve_settings(p, args)
+    out = Path(args.output_dir or ROOT / "runs" / f"compare-{args.preset or 'custom'}")
+    eval_python = args.eval_python or (str(ROOT / ".venv-eval" / "bin" / "python")
+                                       if (ROOT / ".venv-eval" / "bin" / "python").exists() else sys.executable)
+    print(json.dumps({"output_dir": str(out), "eval_python": eval_python, **settings}, indent=2))
+    if not args.dry_run:
+        check_settings_unchanged(out, settings)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare_config.json").write_text(json.dumps(settings, indent=2))
+        data_dir = prepare_data_dir(settings, out)
+    else:
+        data_dir = str(out / "data") if settings["train_task"] == "svamp" else settings["data_dir"]
+    start = time.time()
+
+    statuses = {}
+    for method in settings["methods"]:
+        for seed in settings["seeds"]:
+            name = run_name(method, seed)
+            statuses[name] = train_run(settings, method, seed, out / "runs" / name, data_dir, args.dry_run)
+
+    eval_jobs = [] if args.skip_base else [("base", 0, settings["model_name"])]
+    for name in statuses:
+        eval_jobs += [(name, step, str(d)) for step, d in checkpoints(out / "runs" / name)]
+    eval_failed = []
+    for name, step, model in eval_jobs:
+        st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run)
+        if st["status"] == "failed":
+            eval_failed.append(f"{name}/{step}")
+    if args.dry_run:
+        return 0
+
+    embedder = load_embedder(args.embedder or DEFAULT_EMBEDDER, device="cpu")  # a few hundred texts: CPU is enough
+    result = collect(out, settings, statuses, embedder)
+    run_dirs = [out / "runs" / n for n in statuses if (out / "runs" / n / "training_stats.jsonl").is_file()]
+    figures = plot_stats.make_plots(run_dirs, out / "figures") if run_dirs else []
+    figures = eval_figures(out, result, settings["tasks"]) + figures
+    write_results(out, settings, result, figures, {"total": time.time() - start})
+    print((out / "results.md").read_text().split("## Diversity")[0])
+    print(f"results: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}")
+    failed = [n for n, s in statuses.items() if s["status"] == "failed"]
+    if failed or eval_failed:
+        print(f"INCOMPLETE: failed runs {failed or 'none'}, failed evals {eval_failed or 'none'}; rerun the same command to resume")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""run_compare.py: the aggregation maths on hand-made result files, the SVAMP split, the settings
+checks, and (slow) the whole comparison on the tiny model, run twice to check it resumes."""
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from matplotlib import image as mpimg
+
+import run_compare
+from run_compare import (collect, distinct_n, last_and_best, mean_pairwise_distance, prepare_data_dir, run_name,
+                         write_results)
+
+ROOT = run_compare.ROOT
+
+
+def settings_for(**over):
+    p = run_compare.build_parser()
+    args = p.parse_args([])
+    for k, v in over.items():
+        setattr(args, k, v)
+    return run_compare.resolve_settings(p, args)
+
+
+def fake_eval(out, name, step, task, acc, responses=("a b c",), n=4):
+    d = out / "evals" / name / str(step) / task
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "results.json").write_text(json.dumps({"task": task, "accuracy": acc, "stderr": 0.1, "n": n}))
+    (d / "details.jsonl").write_text("".join(json.dumps({"response": r, "correct": False}) + "\n" for r in responses))
+
+
+def fake_checkpoint(out, name, step):
+    d = out / "runs" / name / f"checkpoint-{step}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text("{}")
+
+
+# --- aggregation maths ---------------------------------------------------------------------------
+
+def test_last_and_best():
+    curve = {0: 0.5, 10: 0.25, 20: 0.75, 30: 0.75, 40: 0.5}
+    assert last_and_best(curve, 40) == {"last": 0.5, "last_step": 40, "best": 0.75, "best_step": 20}
+    # the base model (step 0) is not a trained checkpoint: it never counts as Best
+    assert last_and_best({0: 0.9, 10: 0.1}, 10)["best"] == 0.1
+    # the final checkpoint not evaluated: no Last from an earlier step
+    assert last_and_best({0: 0.5, 10: 0.25}, 20) is None
+    assert last_and_best({}, None) is None
+
+
+def test_collect_means_and_stds_over_seeds_from_files(tmp_path):
+    s = settings_for(methods="r1,knn+", seeds="0,1,2", tasks="gsm8k,svamp")
+    out = tmp_path
+    fake_eval(out, "base", 0, "gsm8k", 0.10)
+    fake_eval(out, "base", 0, "svamp", 0.20)
+    accs = {  # (method, seed) -> {step: (gsm8k, svamp)}
+        ("r1", 0): {5: (0.2, 0.3), 10: (0.1, 0.3)},
+        ("r1", 1): {5: (0.3, 0.2), 10: (0.4, 0.5)},
+        ("r1", 2): {5: (0.2, 0.2), 10: (0.3, 0.4)},
+        ("knn+", 0): {5: (0.5, 0.5), 10: (0.6, 0.5)},
+        ("knn+", 1): {5: (0.7, 0.5), 10: (0.4, 0.5)},
+    }  # knn+ seed 2 never trained: its row averages 2 seeds
+    for (m, seed), steps in accs.items():
+        for step, (g, v) in steps.items():
+            fake_checkpoint(out, run_name(m, seed), step)
+            fake_eval(out, run_name(m, seed), step, "gsm8k", g)
+            fake_eval(out, run_name(m, seed), step, "svamp", v)
+    statuses = {run_name(m, seed): {"status": "done", "seconds": 60.0} for m, seed in accs}
+    result = collect(out, s, statuses)
+
+    r1 = result["methods"]["r1"]["summary"]["gsm8k"]
+    assert r1["last"]["mean"] == pytest.approx((0.1 + 0.4 + 0.3) / 3)
+    assert r1["last"]["std"] == pytest.approx(math.sqrt(((0.1 - 0.8 / 3) ** 2 + (0.4 - 0.8 / 3) ** 2 + (0.3 - 0.8 / 3) ** 2) / 2))
+    assert r1["best"]["mean"] == pytest.approx((0.2 + 0.4 + 0.3) / 3)
+    assert r1["last"]["n"] == 3
+    mem = result["methods"]["memoryr+"]["summary"]
+    assert mem["gsm8k"]["last"]["mean"] == pytest.approx(0.5) and mem["gsm8k"]["last"]["n"] == 2
+    assert mem["gsm8k"]["best"]["mean"] == pytest.approx((0.6 + 0.7) / 2)
+    assert mem["svamp"]["best"]["std"] == 0.0
+    assert result["methods"]["r1"]["runs"][1]["tasks"]["gsm8k"]["curve"] == {0: 0.1, 5: 0.3, 10: 0.4}
+    assert result["base"]["svamp"]["accuracy"] == 0.2
+    assert result["methods"]["memoryr+"]["runs"][2]["status"] == "unknown"
+
+    write_results(out, s, result, [], {"train": 60, "eval": 30, "total": 90})
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["base model", "r1", "memoryr+"]
+    assert list(rows[0]) == ["method", "seeds"] + [f"{t}_{k}_{x}" for t in ("gsm8k", "svamp") for k in ("last", "best")
+                                                   for x in ("mean", "std")]
+    assert float(rows[1]["gsm8k_best_mean"]) == pytest.approx(0.3)
+    assert rows[2]["seeds"] == "2"
+    md = (out / "results.md").read_text()
+    assert "| r1 | 3 | 26.7 ± 15.3 | 30.0 ± 10.0 |" in md
+    assert "| base model | — | 10.0 | 10.0 | 20.0 | 20.0 |" in md
+    assert "memoryr+ seed 2" in md  # reported as incomplete
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["methods"]["r1"]["summary"]["svamp"]["last"]["mean"] == pytest.approx(0.4)
+
+
+def test_diversity_measures():
+    assert distinct_n(["a b a b"], 1) == 0.5
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n(["x y", "x y"], 2) == 0.5
+    assert distinct_n([""], 1) == 0.0
+    assert mean_pairwise_distance([[1, 0], [1, 0]]) == pytest.approx(0.0)
+    assert mean_pairwise_distance([[1, 0], [0, 2], [-3, 0]]) == pytest.approx((1 + 2 + 1) / 3)
+    assert mean_pairwise_distance([[1, 0]]) == 0.0
+
+
+@pytest.mark.slow  # loads the real MiniLM embedder: a minute or more on the shared 2-core CPU
+def test_semantic_diversity_with_the_real_embedder(tmp_path):
+    from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
+
+    emb = load_embedder(DEFAULT_EMBEDDER, device="cpu")
+    same = run_compare.diversity(["The answer is 7 apples."] * 3, emb)
+    varied = run_compare.diversity(["The answer is 7 apples.", "Paris is in France.", "def f(x): return x"], emb)
+    assert same["semantic"] == pytest.approx(0.0, abs=1e-5)
+    assert varied["semantic"] > 0.5
+    assert varied["distinct_1"] > same["distinct_1"]
+
+
+# --- data split and settings ---------------------------------------------------------------------
+
+def test_svamp_split_is_disjoint_and_readable_by_the_loaders(tmp_path, data_dir):
+    from data import load_task
+
+    s = settings_for(train_task="svamp", holdout=50, data_dir=str(data_dir))
+    d = prepare_data_dir(s, tmp_path)
+    held = load_task("svamp", "test", d)
+    train = load_task("gsm8k", "train", d)
+    full = load_task("svamp", "test", str(data_dir))
+    assert held == full[:50]
+    assert [r["question"] for r in train] == [r["question"] for r in full[50:]]
+    assert [r["answer"] for r in train] == [r["answer"] for r in full[50:]]
+    assert load_task("gsm8k", "test", d) == load_task("gsm8k", "test", str(data_dir))
+    assert prepare_data_dir(s, tmp_path) == d  # idempotent on a resumed comparison
+
+
+@pytest.mark.parametrize("flags, culprit", [
+    (["--methods", "r1,bogus"], "--methods"),
+    (["--methods", "no,r1"], "--methods"),
+    (["--tasks", "gsm9k"], "--tasks"),
+    (["--seeds", "0,x"], "--seeds"),
+    (["--train_task", "svamp", "--holdout", "10", "--eval_samples", "20"], "--eval_samples"),
+    (["--data_dir", "/nonexistent/data"], "--data_dir"),
+])
+def test_bad_settings_name_the_flag(flags, culprit, capsys):
+    with pytest.raises(SystemExit):
+        run_compare.main(flags + ["--dry_run"])
+    assert culprit in capsys.readouterr().err
+
+
+def test_changed_settings_on_existing_output_are_refused(tmp_path):
+    s = settings_for(max_steps=10)
+    (tmp_path / "compare_config.json").write_text(json.dumps(s))
+    run_compare.check_settings_unchanged(tmp_path, s)
+    with pytest.raises(SystemExit, match="max_steps: 10 -> 20"):
+        run_compare.check_settings_unchanged(tmp_path, settings_for(max_steps=20))
+    run_compare.check_settings_unchanged(tmp_path, settings_for(max_steps=10, seeds="0,1,2,3"))  # more seeds: fine
+
+
+def test_dry_run_prints_train_and_eval_commands(tmp_path, capsys):
+    assert run_compare.main(["--preset", "cpu", "--output_dir", str(tmp_path / "c"), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("run_gsm8k.py --use_ir") == 8
+    assert "--use_ir memoryr+ --seed 1" in out and "--num_shots 1" in out and "--resume" not in out
+    assert "run_eval.py --task svamp --model_name" in out
+    assert not (tmp_path / "c").exists()
+
+
+# --- end to end on the tiny model ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_compare_end_to_end_and_resume(tmp_path, tiny_model_dir, data_dir):
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, str(ROOT / "run_compare.py"), "--methods", "r1,memoryr+", "--seeds", "0,1",
+           "--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--bs", "1", "--gc", "1",
+           "--num_generations", "2", "--L", "16", "--max_steps", "2", "--save_steps", "2", "--tasks", "gsm8k",
+           "--eval_samples", "4", "--eval_max_new_tokens", "16", "--eval_batch_size", "4", "--output_dir", str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["base model", "r1", "memoryr+"]
+    assert [r["seeds"] for r in rows[1:]] == ["2", "2"]
+    for r in rows:
+        assert 0.0 <= float(r["gsm8k_last_mean"]) <= 1.0 and 0.0 <= float(r["gsm8k_best_mean"]) <= 1.0
+    md = (out / "results.md").read_text()
+    assert "| Method | seeds | gsm8k Last | gsm8k Best |" in md
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["methods"]["memoryr+"]["summary"]["gsm8k"]["diversity"]) == {"distinct_1", "distinct_2", "semantic"}
+    figures = sorted((out / "figures").glob("*.png"))
+    names = {f.name for f in figures}
+    assert {"overview.png", "eval_gsm8k.png", "reward.png", "completions_mean_length.png",
+            "rewards_correctness_reward_mean.png"} <= names
+    assert any(n.startswith("memory_") for n in names)
+    for f in figures:
+        assert f"]({f.relative_to(out).as_posix()})" in md
+        assert f.stat().st_size > 5_000
+        assert mpimg.imread(f).shape[0] > 200
+
+    # second invocation: nothing is trained or evaluated again
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in ("results.json", "compare_done.json")
+              or p.name.startswith("checkpoint-")}
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.stdout.count("finished earlier, not redone") == 4
+    assert ": training" not in second.stdout and "CRASHED" not in second.stdout
+    assert "[eval]" not in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # a crashed run (checkpoint, no done marker) is reported and resumed with --resume
+    (out / "runs" / "r1-seed1" / "compare_done.json").unlink()
+    third = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "r1-seed1: CRASHED OR INTERRUPTED EARLIER" in third.stdout
+    assert "--resume" in (out / "runs" / "r1-seed1" / "train.log").read_text()
+    assert (out / "runs" / "r1-seed1" / "compare_done.json").is_file()
+    assert third.stdout.count("finished earlier, not redone") == 3
