@@ -13,7 +13,8 @@ Choices:
 - Stored responses are split evenly between the success and the failure memory, spread over up to
   --max_keys question keys per memory (GSM8K train has 7473 questions; the paper's N is the dataset
   size), at most --max_values (L) per key.
-- Timing: median and min of --repeats calls after one untimed warm-up call, in wall-clock and in
+- Timing: median and min of --repeats calls per size after one untimed warm-up round, the sizes
+  taking turns call by call so that load from other jobs hits them alike; in wall-clock and in
   this process's CPU seconds (with --threads 1 the CPU time is what an idle core would take, even
   when other jobs share the machine). `encode_s` is the part of a call spent in its one `encode`;
   `memory_cpu_s` (call minus encode, CPU seconds) is the memory's own work: retrieval, scoring,
@@ -102,6 +103,30 @@ def call_batch(rows, start, prompts, generations):
     return b
 
 
+def timed_encoder(mem) -> list[float]:
+    """Wrap mem.encode so that it adds its wall and CPU seconds to the returned [wall, cpu] clock."""
+    clock, plain = [0.0, 0.0], mem.encode
+
+    def encode(texts):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = plain(texts)
+        clock[0] += time.perf_counter() - t0
+        clock[1] += time.process_time() - c0
+        return out
+
+    mem.encode = encode
+    return clock
+
+
+def time_call(mem, clock, b) -> dict:
+    """Seconds for one TRL batch: exploit_reward then explore_reward (which returns the cached scores)."""
+    clock[:] = [0.0, 0.0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    mem.exploit_reward(**b)
+    mem.explore_reward(**b)
+    return {"call": time.perf_counter() - t0, "call_cpu": time.process_time() - c0, "encode": clock[0], "encode_cpu": clock[1]}
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -114,53 +139,42 @@ def main(argv=None):
     model = load_embedder(args.embedder, device=args.device)
     load_s = time.perf_counter() - t0
     cls = SentenceMemoryReward if args.sentence else MemoryReward
-    probe = cls(k=args.k, explore=True, embedder=model)
+    mems, clocks, fill_s = {}, {}, {}
+    for size in args.sizes:
+        mems[size] = cls(k=args.k, explore=True, embedder=model, explore_warmup=0, memory_max_values=args.max_values)
     t0 = time.perf_counter()
     pool = rows[-args.pool:]  # the fill uses the end of the train set, the timed calls its start
-    pool_q = probe.encode([r["question"] for r in pool])
-    pool_v = probe.encode([r["solution"] for r in pool])
+    pool_q = mems[args.sizes[0]].encode([r["question"] for r in pool])
+    pool_v = mems[args.sizes[0]].encode([r["solution"] for r in pool])
     pool_s = time.perf_counter() - t0
-    per_call = args.prompts * (1 + args.generations)
-    first = None
-    for size in args.sizes:
-        mem = cls(k=args.k, explore=True, embedder=model, explore_warmup=0, memory_max_values=args.max_values)
+    for size, mem in mems.items():
         t0 = time.perf_counter()
         fill(mem, size, pool_q, pool_v, args.max_keys, rng)
-        fill_s = time.perf_counter() - t0
-        encode_clock = [0.0, 0.0]  # wall and CPU seconds spent inside mem.encode during a call
-        plain_encode = mem.encode
+        fill_s[size] = time.perf_counter() - t0
+        clocks[size] = timed_encoder(mem)
 
-        def timed_encode(texts):
-            t0, c0 = time.perf_counter(), time.process_time()
-            out = plain_encode(texts)
-            encode_clock[0] += time.perf_counter() - t0
-            encode_clock[1] += time.process_time() - c0
-            return out
+    per_call = args.prompts * (1 + args.generations)
+    timings = {size: [] for size in args.sizes}
+    n = 0
+    for rep in range(args.repeats + 1):  # rep 0 warms up
+        for size in args.sizes:  # round robin: a burst of load from other jobs hits every size alike
+            n += 1
+            t = time_call(mems[size], clocks[size], call_batch(rows, n * per_call, args.prompts, args.generations))
+            if rep:
+                timings[size].append(t)
 
-        mem.encode = timed_encode
-        calls, cpu, encodes, encode_cpu = [], [], [], []
-        for rep in range(args.repeats + 1):
-            b = call_batch(rows, (rep + 1) * per_call, args.prompts, args.generations)
-            encode_clock[:] = [0.0, 0.0]
-            t0, c0 = time.perf_counter(), time.process_time()
-            mem.exploit_reward(**b)
-            mem.explore_reward(**b)
-            if rep:  # rep 0 warms up
-                calls.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-                encodes.append(encode_clock[0])
-                encode_cpu.append(encode_clock[1])
-        median = float(np.median(calls))
-        first = first or median
+    first = None
+    for size, mem in mems.items():
+        med = {key: float(np.median([t[key] for t in timings[size]])) for key in timings[size][0]}
+        first = first or med["call"]
         print(json.dumps({
             "stored_responses": size, "keys": mem.success.n_keys + mem.failure.n_keys,
             "values": mem.success.n_values + mem.failure.n_values, "prompts": args.prompts,
             "generations": args.generations, "k": args.k, "level": mem.level,
-            "call_s_median": round(median, 4), "call_s_min": round(min(calls), 4),
-            "call_cpu_s_median": round(float(np.median(cpu)), 4),
-            "encode_s_median": round(float(np.median(encodes)), 4),
-            "memory_cpu_s_median": round(float(np.median(np.array(cpu) - np.array(encode_cpu))), 4),
-            "growth_vs_first": round(median / first, 3), "fill_s": round(fill_s, 2),
+            "call_s_median": round(med["call"], 4), "call_s_min": round(min(t["call"] for t in timings[size]), 4),
+            "call_cpu_s_median": round(med["call_cpu"], 4), "encode_s_median": round(med["encode"], 4),
+            "memory_cpu_s_median": round(float(np.median([t["call_cpu"] - t["encode_cpu"] for t in timings[size]])), 4),
+            "growth_vs_first": round(med["call"] / first, 3), "fill_s": round(fill_s[size], 2),
             "embedder_load_s": round(load_s, 2), "pool_encode_s": round(pool_s, 2),
             "device": str(model.device), "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
         }), flush=True)
