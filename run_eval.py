@@ -38,7 +38,7 @@ from pathlib import Path
 
 from data import TASKS, load_task
 from evaluation.model_path import model_path_error
-from prompts import EXEMPLARS, build_messages
+from prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
 EVAL_ENV_HINT = ("the strict tier runs in its own venv: build it with `make eval-env` "
@@ -120,7 +120,6 @@ def load_strict_model(model_name: str, batch_size: int, max_new_tokens: int, cac
     import torch
     from lighteval.models.model_input import GenerationParameters
     from lighteval.models.model_loader import load_model
-    from prompts import SYSTEM_PROMPT
 
     common = dict(
         model_name=model_name, system_prompt=SYSTEM_PROMPT, override_chat_template=True,

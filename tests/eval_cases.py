@@ -87,8 +87,10 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_PYTHON = ROOT / ".venv-eval" / "bin" / "python"  # the strict tier's own venv (`make eval-env`)
 # One thread: these machines are shared 2-core boxes, where torch's default of all cores thrashes.
+# The proxy is a closed local port: any download attempt fails, so a test cannot pass only when online.
+DEAD_PROXY = "http://127.0.0.1:9"
 SUBPROCESS_ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-                      TRANSFORMERS_OFFLINE="1")
+                      TRANSFORMERS_OFFLINE="1", HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, NO_PROXY="")
 
 
 def eval_python() -> Path:

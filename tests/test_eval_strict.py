@@ -77,6 +77,25 @@ print("ok")
 
 
 @pytest.mark.slow
+def test_never_imports_lightevals_builtin_tasks(tiny_model_dir, data_dir, tmp_path):
+    """lighteval's tiny_benchmarks task module downloads tinyBenchmarks.pkl at import (fails offline):
+    a full generate-and-score run must not import lighteval's built-in task modules."""
+    code = f"""
+import runpy, sys
+sys.path.insert(0, {str(ROOT)!r})
+sys.argv = ["run_eval.py", "--task", "gsm8k", "--model_name", {str(tiny_model_dir)!r}, "--data_dir", {str(data_dir)!r},
+            "--max_samples", "1", "--max_new_tokens", "4", "--output_dir", {str(tmp_path)!r}]
+runpy.run_path("run_eval.py", run_name="__main__")
+loaded = [m for m in sys.modules if m.startswith("lighteval.tasks.tasks")]
+assert not loaded, loaded
+print("ok")
+"""
+    proc = run([eval_python(), "-c", code])
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "gsm8k" / "results.json").read_text())["n"] == 1
+
+
+@pytest.mark.slow
 def test_end_to_end_tiny_model(tiny_model_dir, data_dir):
     proc = run([eval_python(), "run_eval.py", "--task", "gsm8k,svamp", "--model_name", tiny_model_dir,
                 "--data_dir", data_dir, "--max_samples", "4", "--max_new_tokens", "12", "--batch_size", "2"])
