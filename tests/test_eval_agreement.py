@@ -1,8 +1,11 @@
-"""Tier agreement: evaluation/agreement.py re-scores strict-tier details with the medium and loose tiers."""
+"""Tier agreement: evaluation/agreement.py re-scores strict-tier details with the medium and loose tiers;
+strict and loose compared on real MATH-500 answers."""
 import json
 import sys
 
-from eval_cases import CASES, ROOT, run, strict_table  # noqa: F401 (fixture)
+from eval_cases import CASES, ROOT, eval_python, run, strict_table  # noqa: F401 (fixture)
+from evaluation.grader import math_equal
+from evaluation.parser import extract_answer
 
 AGREEMENT = ROOT / "evaluation" / "agreement.py"
 
@@ -37,3 +40,24 @@ def test_agreement_bad_input(tmp_path):
     bad.write_text(json.dumps({"response": "1"}) + "\n")
     proc = run([sys.executable, AGREEMENT, "--details", bad])
     assert proc.returncode == 2 and "bad.jsonl:1: not a run_eval.py details row" in proc.stderr
+
+
+def test_strict_and_loose_agree_on_real_math500_answers(data_dir, tmp_path):
+    """Every MATH-500 gold, boxed, is right for itself in both tiers; boxed under its neighbour's gold, the
+    two tiers give the same verdict on every pair (a few neighbours really are equal, e.g. '5' and 'x = 5')."""
+    from data import load_task
+
+    golds = [r["answer"] for r in load_task("math500", "test", data_dir)]
+    neighbour = golds[1:] + golds[:1]
+    pairs = [(g, g) for g in golds] + list(zip(neighbour, golds))
+    responses = tmp_path / "math500.jsonl"
+    responses.write_text("".join(json.dumps({"response": f"So the answer is \\boxed{{{p}}}.", "gold": g}) + "\n"
+                                 for p, g in pairs))
+    proc = run([eval_python(), "run_eval.py", "--task", "math500", "--responses", responses, "--output_dir", tmp_path])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    strict = [json.loads(line)["correct"] for line in (tmp_path / "math500" / "details.jsonl").read_text().splitlines()]
+    loose = [math_equal(extract_answer(f"So the answer is \\boxed{{{p}}}.", "math500"), g) for p, g in pairs]
+    n = len(golds)
+    assert all(strict[:n]) and all(loose[:n])
+    assert strict[n:] == loose[n:]
+    assert 0 < sum(strict[n:]) < 10
