@@ -165,6 +165,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         temperature=args.temperature, beta=args.beta, loss_type=args.loss_type,
         # hardware
         bf16=cuda, gradient_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time
+        use_cpu=not cuda,  # without it accelerate sees one process under torchrun on CPU
         use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
         # logging and checkpoints
         logging_steps=1, report_to=args.report_to, save_strategy="steps", save_steps=args.save_steps,
