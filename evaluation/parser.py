@@ -19,7 +19,7 @@ Choices:
 """
 import re
 
-from answers import extract_xml_answer, last_number, normalize_number
+from answers import extract_xml_answer, last_number
 
 # Datasets whose answers are plain numbers: a leftover word after cleaning is a unit, not part of the answer.
 NUMERIC_DATASETS = {"gsm8k", "svamp"}
