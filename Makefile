@@ -12,7 +12,7 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
 export MEMORYR_DATA_DIR
 
-.PHONY: demo test test-fast venv eval-env model bench clean
+.PHONY: demo test test-fast venv eval-env model eval bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,11 @@ demo: venv model
 test: venv model eval-env
 	$(PY) -m pytest -q tests
 
-test-fast: venv model
+test-fast: venv model eval-env
 	$(PY) -m pytest -q -m "not slow" tests
+
+eval: eval-env model
+	$(EVAL_VENV)/bin/python run_eval.py --task gsm8k --model_name $(MODEL_DIR) --max_samples 16 --max_new_tokens 256
 
 bench: venv
 	$(PY) bench/memory_bench.py

@@ -55,6 +55,8 @@ TASKS = {
     "amc23": ("amc23", ("math-ai/amc23", None), _amc23),
     "svamp": ("svamp", ("ChilleD/SVAMP", None), _svamp),
 }
+# Hub copies whose only split has another name: the 30 AIME 2024 problems are `train` on the Hub.
+HUB_SPLITS = {("aime24", "test"): "train"}
 
 
 def resolve_data_dir(data_dir: str | None = None) -> Path | None:
@@ -102,7 +104,7 @@ def load_task(task: str, split: str = "test", data_dir: str | None = None) -> li
             raise FileNotFoundError(f"{task} split {split!r} not found: {path}")
         rows = read_jsonl(path, convert)
     else:
-        rows = load_hub_rows(hub_path, hub_config, split, convert)
+        rows = load_hub_rows(hub_path, hub_config, HUB_SPLITS.get((task, split), split), convert)
     if not rows:
         raise ValueError(f"{task} split {split!r} is empty")
     return rows
