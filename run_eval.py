@@ -36,8 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from data import TASKS, load_task
-from evaluation.model_path import model_path_error
+from data import TASKS, load_task, read_jsonl
+from model_path import model_path_error
 from prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
@@ -96,20 +96,18 @@ def parse_args(argv=None):
     return args
 
 
+def _response_row(row: dict) -> dict:
+    # math_eval.py's per-sample rows hold a list of completions: score the first
+    response = row["response"] if "response" in row else row["completions"][0]
+    return {"question": row.get("question", ""), "response": str(response), "gold": str(row["gold"])}
+
+
 def read_responses(path: str) -> list[dict]:
     """Rows {response (or completions), gold[, question]} from a jsonl file; a bad line is an error naming file:line."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                # math_eval.py's per-sample rows hold a list of completions: score the first
-                response = row["response"] if "response" in row else row["completions"][0]
-                rows.append({"question": row.get("question", ""), "response": str(response), "gold": str(row["gold"])})
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise SystemExit(f"error: {path}:{lineno}: need a JSON object with 'response' (or 'completions') and 'gold' ({e})")
+    try:
+        rows = read_jsonl(Path(path), _response_row)
+    except ValueError as e:
+        raise SystemExit(f"error: {e} (need a JSON object with 'response' (or 'completions') and 'gold')") from None
     if not rows:
         raise SystemExit(f"error: {path} has no rows")
     return rows

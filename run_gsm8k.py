@@ -30,6 +30,7 @@ from pathlib import Path
 
 import rewards
 from data import DATA_ENV, load_task, resolve_data_dir
+from model_path import model_path_error
 from prompts import EXEMPLARS, build_messages
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
@@ -108,9 +109,9 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if args.memory_max_keys < 0 or args.explore_warmup < 0:
         p.error("arguments --memory_max_keys and --explore_warmup must be >= 0")
-    looks_local = args.model_name.startswith((".", "/", "~")) or args.model_name.count("/") > 1
-    if (looks_local or os.path.exists(args.model_name)) and not Path(args.model_name).expanduser().is_dir():
-        p.error(f"argument --model_name: model directory not found: {args.model_name}")
+    bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
+    if bad_model:
+        p.error(bad_model)
     try:
         resolve_data_dir(args.data_dir)
     except FileNotFoundError as e:

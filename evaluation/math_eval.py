@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from data import TASKS, load_task  # noqa: E402
 from evaluation.grader import math_equal  # noqa: E402
-from evaluation.model_path import model_path_error  # noqa: E402
+from model_path import model_path_error  # noqa: E402
 from evaluation.parser import extract_answer  # noqa: E402
 from prompts import build_messages  # noqa: E402
 

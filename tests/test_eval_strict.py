@@ -49,6 +49,14 @@ def test_empty_dataset_is_one_clear_error(tmp_path, smollm2_dir):
     assert "Traceback" not in proc.stderr
 
 
+def test_malformed_responses_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "responses.jsonl"
+    bad.write_text('{"response": "<answer>1</answer>", "gold": "1"}\n{"gold": "2"}\n')
+    proc = run([eval_python(), "run_eval.py", "--task", "gsm8k", "--responses", bad, "--output_dir", tmp_path / "out"])
+    assert proc.returncode != 0 and f"{bad}:2: malformed row" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_strict_verdicts_on_case_table(strict_table):
     _, verdicts = strict_table
     wrong = [(c[6], c[3], v) for c, v in zip(CASES, verdicts) if v[0] != bool(c[3])]

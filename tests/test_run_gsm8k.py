@@ -67,7 +67,7 @@ def test_dry_run_cli_prints_output_dir_default():
 @pytest.mark.parametrize("args,message", [
     ("--use_ir knnn", "argument --use_ir: invalid choice: 'knnn' (choose from 'r1', 'r1_cosine', 'memoryr'"),
     ("--k 0", "argument --k: must be >= 1, got 0"),
-    ("--model_name ./no/such/model", "argument --model_name: model directory not found: ./no/such/model"),
+    ("--model_name ./no/such/model", "argument --model_name: model directory not found: './no/such/model'"),
     ("--data_dir /no/such/data", "argument --data_dir: data dir not found: /no/such/data"),
     ("--num_generations 1", "argument --num_generations: GRPO needs >= 2 completions per prompt"),
     ("--bs 0", "argument --bs: must be >= 1 prompt, got 0"),
