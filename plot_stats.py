@@ -10,7 +10,8 @@ Choices:
 - Runs are grouped by method (the canonical `--use_ir` name from `rewards.parse_use_ir`, so `no`
   and `r1` are one group). A method with several seeds is drawn as the mean over seeds with a
   shaded band of +-1 standard deviation (sample std, ddof=1), and each seed as a thin faint line
-  so an outlier seed stays visible. A method with one run is one line.
+  so an outlier seed stays visible. A method with one run is one line. Each method has its own colour,
+  line style and marker, because methods can coincide exactly (same seed and no reward signal).
 - Seeds are aligned on the trainer's global step; at a step only some seeds logged, the mean is
   over those seeds.
 - Curves are raw by default (`--smooth 1`); `--smooth N` draws a trailing moving average over N
@@ -30,6 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display: this runs on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rewards import parse_use_ir  # noqa: E402
 
@@ -52,6 +54,9 @@ METRICS = [
 # Keys under these prefixes each get a figure too; the memory module names them.
 EXTRA_PREFIXES = ("memory/",)
 OVERVIEW = ("rewards/correctness_reward/mean", "completions/mean_length")
+# Methods often overlap exactly (same seed, no reward signal): a line style and marker per method keep each visible.
+LINESTYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
 FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a figure is a ~30-60 KB PNG, small enough to commit
 DPI = 100
 
@@ -150,22 +155,24 @@ def draw_curves(ax, groups: dict, smooth: int = 1) -> int:
         if not curves:
             continue
         color = colors[i % len(colors)]
+        style = {"color": color, "linestyle": LINESTYLES[i % len(LINESTYLES)], "markersize": 4,
+                 "marker": MARKERS[i % len(MARKERS)] if max(len(c[0]) for c in curves) < 30 else None}
         if len(curves) == 1:
             steps, values, seed = curves[0]
             name = label if seed is None else f"{label} (seed {seed})"
-            ax.plot(steps, moving_average(values, smooth), color=color, marker="o" if len(steps) < 20 else None,
-                    markersize=3, linewidth=1.8, label=name)
+            ax.plot(steps, moving_average(values, smooth), linewidth=1.8, label=name, **style)
         else:
             for steps, values, _ in curves:
-                ax.plot(steps, moving_average(values, smooth), color=color, alpha=0.25, linewidth=0.8)
+                ax.plot(steps, moving_average(values, smooth), color=color, linestyle=style["linestyle"], alpha=0.3,
+                        linewidth=0.8)
             steps, mean, std = mean_curve([(s, v) for s, v, _ in curves])
             mean = moving_average(mean, smooth)
             std = moving_average(std, smooth)
-            ax.plot(steps, mean, color=color, linewidth=2.0, marker="o" if len(steps) < 20 else None, markersize=3,
-                    label=f"{label} (mean ± std, {len(curves)} seeds)")
+            ax.plot(steps, mean, linewidth=2.0, label=f"{label} (mean ± std, {len(curves)} seeds)", **style)
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=color, alpha=0.18, linewidth=0)
+                            color=color, alpha=0.15, linewidth=0)
         drawn += 1
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     return drawn
 
 
