@@ -70,8 +70,8 @@ PRESETS = {
     # SVAMP questions right at the start (GSM8K is harder), so its only reward signal is format; 1 shot makes
     # it write <answer> tags in ~25% of completions (0-shot: never), and SVAMP is the easiest held-out set.
     # At L=64 every completion was cut before its tags and the reward was 0 at every step, so L=128.
-    # A step (1 prompt x G 4) took 15-80 s on the shared CPU, and a run_eval.py call 1-2 min, so 4 steps
-    # per run and one checkpoint (Best = Last) is what fits 4 methods x 2 seeds in about an hour.
+    # A step (1 prompt x G 4) took 19-22 s on a free CPU and 40-420 s while other jobs ran; a run_eval.py call
+    # 30-60 s. 4 steps per run took 26 min for the whole comparison; 8 steps did not fit the hour under load.
     "cpu": {
         "model_name": str(ROOT / "models" / "SmolLM2-135M-Instruct"), "data_dir": str(SHARED_DATA),
         "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1",
