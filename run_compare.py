@@ -43,7 +43,6 @@ import shlex
 import subprocess
 import sys
 import time
-from itertools import combinations
 from pathlib import Path
 
 import plot_stats
