@@ -12,7 +12,7 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
 export MEMORYR_DATA_DIR
 
-.PHONY: demo test test-fast venv eval-env model eval bench clean
+.PHONY: demo test test-fast venv eval-env model eval compare bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ test-fast: venv model eval-env
 
 eval: eval-env model
 	$(EVAL_VENV)/bin/python run_eval.py --task gsm8k --model_name $(MODEL_DIR) --max_samples 16 --max_new_tokens 256
+
+compare: venv model eval-env
+	$(PY) run_compare.py --preset cpu
 
 bench: venv
 	$(PY) bench/memory_bench.py
