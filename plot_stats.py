@@ -33,6 +33,7 @@ matplotlib.use("Agg")  # files only, no display: this runs on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from data import read_jsonl  # noqa: E402
 from rewards import parse_use_ir  # noqa: E402
 
 # (key in training_stats.jsonl, figure title, y-axis label). Listed in the order results.md shows them.
@@ -69,21 +70,15 @@ def method_label(use_ir: str) -> str:
     return "cosine" if method == "r1" else f"{method}_cosine"
 
 
+def _stats_row(row) -> dict:
+    if not isinstance(row, dict) or "step" not in row:
+        raise ValueError("a stats row must be a JSON object with a 'step'")
+    return row
+
+
 def read_stats(path: Path) -> list[dict]:
     """The rows of a training_stats.jsonl; a bad line is ValueError('file:line: ...')."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
-            if not isinstance(row, dict) or "step" not in row:
-                raise ValueError(f"{path}:{lineno}: a stats row must be a JSON object with a 'step'")
-            rows.append(row)
-    return rows
+    return read_jsonl(Path(path), _stats_row)
 
 
 def load_run(run_dir) -> dict:
