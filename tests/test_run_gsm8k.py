@@ -129,3 +129,15 @@ def test_resume_continues_from_last_checkpoint_with_eval(tiny_model_dir, data_di
     steps = [s["step"] for s in read_stats(out) if "loss" in s]
     assert steps == [1, 2, 3]  # resumed at 2: step 3 appended, nothing repeated
     assert json.loads((out / "run_config.json").read_text())["resumed_from"].endswith("checkpoint-2")
+
+
+@pytest.mark.slow
+def test_lora_run_saves_a_loadable_adapter(tiny_model_dir, data_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    train(tiny_model_dir, out, data_dir, "r1", "--lora_r", "4", steps=1)
+    ckpt = out / "checkpoint-1"
+    assert (ckpt / "adapter_config.json").is_file() and (ckpt / "adapter_model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(ckpt)  # transformers' peft integration: base + adapter
+    assert any("lora_" in name for name, _ in model.named_parameters())
