@@ -130,8 +130,8 @@ def latest_checkpoint(output_dir) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def memory_options(args) -> dict:
-    """The memory flags, as keyword arguments named exactly like the flags."""
+def reward_options(args) -> dict:
+    """The reward and memory flags, as keyword arguments of `rewards.make_reward_funcs` named exactly like the flags."""
     names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
              "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit"]
     return {n: getattr(args, n) for n in names}
@@ -191,12 +191,12 @@ def main(argv=None):
     data_dir = resolve_data_dir(args.data_dir)
 
     if args.dry_run:
-        plan = rewards.reward_plan(args.use_ir, **memory_options(args))
+        plan = rewards.reward_plan(args.use_ir, **reward_options(args))
         resolved = {
             "model": args.model_name, "lora_r": args.lora_r,
             "data": str(data_dir) if data_dir else "hub:openai/gsm8k (main)",
             "rewards": [{"name": n, "weight": w} for n, w in plan],
-            "memory": memory_options(args) if rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] else None,
+            "reward_options": reward_options(args),
             "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
             "device": "cuda" if cuda else "cpu",
             "grpo_config": json.loads(config.to_json_string()),
@@ -212,7 +212,7 @@ def main(argv=None):
     set_seed(args.seed)
     train_ds = load_split("train", args).shuffle(seed=args.seed)
     eval_ds = load_split("test", args, args.eval_samples) if args.do_eval else None
-    reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, max_completion_length=args.L, **memory_options(args))
+    reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, max_completion_length=args.L, **reward_options(args))
     config.reward_weights = reward_weights
 
     model_kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}

@@ -61,7 +61,7 @@ def test_dry_run_cli_prints_output_dir_default():
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout)
     assert cfg["grpo_config"]["output_dir"] == "output/Qwen2.5-0.5B-Instruct-knn+-k1-shots0-seed0"
-    assert cfg["memory"]["explore_warmup"] == 50 and cfg["memory"]["memory_write_first"] is False
+    assert cfg["reward_options"]["explore_warmup"] == 50 and cfg["reward_options"]["memory_write_first"] is False
 
 
 @pytest.mark.parametrize("args,message", [
