@@ -30,11 +30,11 @@ from pathlib import Path
 
 import rewards
 from data import DATA_ENV, load_task, resolve_data_dir
+from ir_knn_st import DEFAULT_EMBEDDER
 from model_path import model_path_error
 from prompts import EXEMPLARS, build_messages
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
-DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
