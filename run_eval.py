@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from data import TASKS, load_task, read_jsonl
-from model_path import model_path_error
+from models import model_path_error
 from prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`

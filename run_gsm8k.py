@@ -31,7 +31,7 @@ from pathlib import Path
 import rewards
 from data import DATA_ENV, load_task, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER
-from model_path import model_path_error
+from models import model_path_error
 from prompts import EXEMPLARS, build_messages
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"

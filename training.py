@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from answers import is_correct
+from models import generate_batched
 
 
 class StatsJsonlCallback(TrainerCallback):
@@ -54,22 +55,11 @@ class MemoryCheckpointCallback(TrainerCallback):
             owner.save(ckpt)
 
 
-@torch.no_grad()
 def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int) -> int:
     """Number of `prompts` (chat messages) whose greedy completion is correct against `golds`."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
-    correct = 0
-    try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts[i:i + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            correct += sum(is_correct(c, g) for c, g in zip(completions, golds[i:i + batch_size]))
-    finally:
-        tokenizer.padding_side = side
-    return correct
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
+    completions = generate_batched(model, tokenizer, texts, max_new_tokens, batch_size)
+    return sum(is_correct(c[0], g) for c, g in zip(completions, golds))
 
 
 class EvalGRPOTrainer(GRPOTrainer):

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from data import TASKS, load_task  # noqa: E402
 from evaluation.grader import math_equal  # noqa: E402
-from model_path import model_path_error  # noqa: E402
 from evaluation.parser import extract_answer  # noqa: E402
+from models import generate_batched, model_path_error  # noqa: E402
 from prompts import build_messages  # noqa: E402
 
 QWEN_COT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -124,7 +124,6 @@ class Generator:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
             dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # CPU bf16 matmuls are slow
             self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
-            self.tokenizer.padding_side = "left"  # decoder-only batching: pad on the left, generate on the right
             if self.tokenizer.pad_token is None:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
 
@@ -137,21 +136,7 @@ class Generator:
         import torch
 
         torch.manual_seed(self.seed)
-        sample = temperature > 0
-        outputs = []
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size]
-            # Templates already hold BOS and role tokens; the tokenizer must not add another BOS.
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            with torch.no_grad():
-                out = self.model.generate(
-                    **enc, max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **({"temperature": temperature, "top_p": top_p} if sample else {"temperature": None, "top_p": None, "top_k": None}),
-                )
-            texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            outputs.extend(texts[i:i + n] for i in range(0, len(texts), n))
-        return outputs
+        return generate_batched(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, n, temperature, top_p)
 
 
 def output_paths(args, data_name: str) -> tuple[Path, Path]:
