@@ -20,6 +20,17 @@ from decimal import Decimal, InvalidOperation
 NUMBER_RE = re.compile(r"-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\$?\.\d+")
 
 
+def completion_text(completion) -> str:
+    """The text of one completion, conversational ([{"role", "content"}, ...]) or plain. Never raises."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)):
+        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict) and isinstance(m.get("content"), str))
+    if isinstance(completion, dict) and isinstance(completion.get("content"), str):
+        return completion["content"]
+    return ""
+
+
 def extract_xml_answer(text: str) -> str:
     """Text inside the last <answer>...</answer>; an unclosed last <answer> runs to the end. "" if no tag."""
     if not isinstance(text, str) or "<answer>" not in text:

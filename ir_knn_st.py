@@ -52,8 +52,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from answers import extract_reasoning, is_correct
-from rewards import completion_text
+from answers import completion_text, extract_reasoning, is_correct
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 FORMAT_VERSION = 1  # bump when the saved layout changes; load refuses other versions

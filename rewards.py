@@ -26,7 +26,7 @@ tests and the benchmarks all call it.
 import math
 import re
 
-from answers import extract_xml_answer, is_correct, normalize_number
+from answers import completion_text, extract_xml_answer, is_correct, normalize_number
 
 # The R1 reward scales, as in the R1-style GSM8K recipes the paper builds on: format rewards are
 # small (0.125 per tag, 0.5 per format check) so that correctness (2.0) dominates the total.
@@ -44,17 +44,6 @@ COSINE_WRONG = (-0.5, -1.0)
 
 SOFT_FORMAT_RE = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
 STRICT_FORMAT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n?$", re.DOTALL)
-
-
-def completion_text(completion) -> str:
-    """The text of one completion, conversational ([{"role", "content"}, ...]) or plain. Never raises."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, (list, tuple)):
-        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict) and isinstance(m.get("content"), str))
-    if isinstance(completion, dict) and isinstance(completion.get("content"), str):
-        return completion["content"]
-    return ""
 
 
 # --- pure scores of one completion -------------------------------------------------------------
