@@ -1,6 +1,7 @@
 """Answer extraction and numeric comparison: the one place that decides "is this answer right".
 
-Used by the training rewards (`rewards.py`), the episodic memory (`ir_knn_st.py`, which sorts
+Used by the task registry's numeric verifier (`tasks.grade_numeric`), and through it by the training
+rewards (`rewards.py`), the episodic memory (`ir_knn_st.py`, which sorts
 completions into success and failure), the trainer's eval loop (medium tier) and the numeric path
 of the loose evaluation tier (`evaluation/grader.py`). Keeping it in one module means the three
 numbers a user sees (reward, medium accuracy, loose accuracy) can only differ in *where* they look
@@ -101,7 +102,3 @@ def parse_gsm8k_gold(answer_field: str) -> str:
         raise ValueError(f"GSM8K answer after '####' is not a number: {answer_field.rsplit('####', 1)[1][:40]!r}")
     return gold
 
-
-def is_correct(completion: str, gold) -> bool:
-    """Does the completion's <answer> equal the gold number? The correctness reward and the medium tier use this."""
-    return numbers_equal(extract_xml_answer(completion), gold)

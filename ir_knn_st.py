@@ -2,7 +2,7 @@
 
 Paper: "Reasoning Under 1 Billion" (Le et al. 2025), Eq. 4-8. Two memories map a question to the
 reasoning the model wrote for it:
-- success memory: reasoning of completions whose answer was right (`answers.is_correct`);
+- success memory: reasoning of completions whose answer was right (the task's verifier, `Task.is_correct`);
 - failure memory: reasoning of completions whose answer was wrong (Memory-R+ only).
 
 For a completion with reasoning embedding a to question q:
@@ -52,7 +52,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from answers import completion_text, extract_reasoning, is_correct
+from answers import completion_text, extract_reasoning
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 FORMAT_VERSION = 1  # bump when the saved layout changes; load refuses other versions
@@ -269,6 +269,7 @@ class MemoryReward:
         memory_max_values: int = 100,
         memory_max_keys: int = 0,
         norm_window: int = 100,
+        is_correct=None,
     ):
         for flag, value, low in (("k", k, 1), ("explore_warmup", explore_warmup, 0), ("memory_max_values", memory_max_values, 1),
                                  ("memory_max_keys", memory_max_keys, 0), ("norm_window", norm_window, 1)):
@@ -276,6 +277,11 @@ class MemoryReward:
                 raise ValueError(f"--{flag} must be an integer >= {low}, got {value!r}")
         if explore_warmup_unit not in ("steps", "keys"):
             raise ValueError(f"--explore_warmup_unit must be 'steps' or 'keys', got {explore_warmup_unit!r}")
+        if is_correct is None:  # the default task's verifier, so direct users (tests, bench) get GSM8K's rule
+            from tasks import get_task
+
+            is_correct = get_task("gsm8k").is_correct
+        self.is_correct = is_correct  # (completion text, gold) -> bool: sorts completions into success / failure
         self.k, self.explore = k, bool(explore)
         self.explore_warmup, self.explore_warmup_unit = explore_warmup, explore_warmup_unit
         self.write_first, self.key_first_prompt = bool(memory_write_first), bool(memory_key_first_prompt)
@@ -360,7 +366,7 @@ class MemoryReward:
     def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
         success, failure = self.memories()
         keyed = [questions[0]] * len(questions) if self.key_first_prompt and questions else questions
-        correct = np.array([is_correct(t, g) for t, g in zip(texts, golds)], dtype=bool)
+        correct = np.array([bool(self.is_correct(t, g)) for t, g in zip(texts, golds)], dtype=bool)
         units, owner = [], []
         for i, text in enumerate(texts):
             pieces = self.split_units(extract_reasoning(text))

@@ -38,11 +38,14 @@ def format_completion(reasoning: str, answer: str) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{answer}\n</answer>\n"
 
 
-def build_messages(question: str, num_shots: int = 0, seed: int = 0) -> list[dict]:
-    """Chat messages: system prompt, `num_shots` exemplar turns (chosen with `seed`), then the question."""
-    if not 0 <= num_shots <= len(EXEMPLARS):
-        raise ValueError(f"--num_shots must be between 0 and {len(EXEMPLARS)}, got {num_shots}")
-    shots = random.Random(seed).sample(EXEMPLARS, num_shots)
+def build_messages(question: str, num_shots: int = 0, seed: int = 0, exemplars=EXEMPLARS) -> list[dict]:
+    """Chat messages: system prompt, `num_shots` of `exemplars` as turns (chosen with `seed`), then the question.
+
+    `exemplars` defaults to the word problems above; a task brings its own (`tasks.exemplars`).
+    """
+    if not 0 <= num_shots <= len(exemplars):
+        raise ValueError(f"--num_shots must be between 0 and {len(exemplars)}, got {num_shots}")
+    shots = random.Random(seed).sample(list(exemplars), num_shots)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for q, r, a in shots:
         messages.append({"role": "user", "content": q})

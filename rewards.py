@@ -1,4 +1,4 @@
-"""Reward functions for GRPO on GSM8K, and the one factory that assembles them.
+"""Reward functions for GRPO on any registered task (GSM8K by default), and the one factory that assembles them.
 
 The R1 set (xml-count, soft format, strict format, integer answer, correctness) scores format and
 answer; the cosine length reward (Yeo et al. 2025) is an optional baseline; the episodic-memory
@@ -26,7 +26,8 @@ tests and the benchmarks all call it.
 import math
 import re
 
-from answers import completion_text, extract_xml_answer, is_correct, normalize_number
+from answers import completion_text, extract_xml_answer, normalize_number
+from tasks import Task, get_task
 
 # The R1 reward scales, as in the R1-style GSM8K recipes the paper builds on: format rewards are
 # small (0.125 per tag, 0.5 per format check) so that correctness (2.0) dominates the total.
@@ -70,8 +71,8 @@ def int_score(text: str) -> float:
     return INT_REWARD if n is not None and re.fullmatch(r"-?\d+", n) else 0.0
 
 
-def correctness_score(text: str, gold) -> float:
-    return CORRECT_REWARD if is_correct(text, gold) else 0.0
+def correctness_score(correct: bool) -> float:
+    return CORRECT_REWARD if correct else 0.0
 
 
 def cosine_score(length: float, max_len: float, correct: bool, clamp: bool = True) -> float:
@@ -101,12 +102,21 @@ def int_reward(prompts, completions, **kwargs) -> list[float]:
     return [int_score(completion_text(c)) for c in completions]
 
 
-def correctness_reward(prompts, completions, answer, **kwargs) -> list[float]:
-    return [correctness_score(completion_text(c), a) for c, a in zip(completions, answer)]
+def make_correctness_reward(task: Task):
+    """Correctness under the task's verifier (`task.is_correct`): 2.0 when right."""
+
+    def correctness_reward(prompts, completions, answer, **kwargs) -> list[float]:
+        return [correctness_score(task.is_correct(completion_text(c), a)) for c, a in zip(completions, answer)]
+
+    return correctness_reward
 
 
-def make_cosine_reward(max_len: int, unit: str = "tokens"):
-    """Cosine length reward over a budget of `max_len` tokens. unit="chars" reproduces the original (characters, no clamp)."""
+def make_cosine_reward(max_len: int, unit: str = "tokens", task: Task | None = None):
+    """Cosine length reward over a budget of `max_len` tokens, right/wrong by `task.is_correct` (default gsm8k).
+
+    unit="chars" reproduces the original (characters, no clamp).
+    """
+    task = task or get_task("gsm8k")
     if unit not in ("tokens", "chars"):
         raise ValueError(f"--cosine_length_unit must be 'tokens' or 'chars', got {unit!r}")
 
@@ -118,12 +128,20 @@ def make_cosine_reward(max_len: int, unit: str = "tokens"):
             lengths = [len(t.split()) for t in texts]
         else:
             lengths = [len(t) for t in texts]
-        return [cosine_score(n, max_len, is_correct(t, a), clamp=(unit == "tokens")) for n, t, a in zip(lengths, texts, answer)]
+        return [cosine_score(n, max_len, task.is_correct(t, a), clamp=(unit == "tokens")) for n, t, a in zip(lengths, texts, answer)]
 
     return cosine_reward
 
 
-R1_REWARDS = [xmlcount_reward, soft_format_reward, strict_format_reward, int_reward, correctness_reward]
+R1_FORMAT_REWARDS = [xmlcount_reward, soft_format_reward, strict_format_reward]
+
+
+def r1_plan(task: Task) -> list[str]:
+    """Names of the R1 set for a task: int_reward only where the task's answers are integers."""
+    names = [f.__name__ for f in R1_FORMAT_REWARDS]
+    if task.integer_answers:
+        names.append(int_reward.__name__)
+    return names + ["correctness_reward"]
 
 
 # --- the --use_ir grammar ----------------------------------------------------------------------
@@ -162,15 +180,16 @@ def parse_use_ir(use_ir: str) -> tuple[str, bool]:
     return USE_IR_CHOICES[use_ir]
 
 
-def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, **_) -> list[tuple[str, float]]:
+def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, task: str = "gsm8k",
+                **_) -> list[tuple[str, float]]:
     """(reward name, weight) pairs, in order, for a --use_ir value: what `make_reward_funcs` builds, without building it.
 
-    The R1 set always; then the cosine reward if asked; then exploit (Memory-R) or exploit and
+    The R1 set always (int_reward only for a task with integer answers); then the cosine reward if asked; then exploit (Memory-R) or exploit and
     explore (Memory-R+). `--dry_run` prints this without loading the embedder.
     """
     method, cosine = parse_use_ir(use_ir)
     memory, _level = METHODS[method]
-    plan = [(f.__name__, 1.0) for f in R1_REWARDS]
+    plan = [(name, 1.0) for name in r1_plan(get_task(task))]
     if cosine:
         plan.append(("cosine_reward", 1.0))
     if memory is not None:
@@ -180,28 +199,32 @@ def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float 
     return plan
 
 
-def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, max_completion_length: int = 200,
+def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, task: str = "gsm8k", max_completion_length: int = 200,
                       cosine_length_unit: str = "tokens", exploit_weight: float = 1.0,
                       explore_weight: float = 1.0, **memory_options):
-    """(reward_funcs, reward_weights) for a --use_ir value, in the order of `reward_plan`.
+    """(reward_funcs, reward_weights) for a --use_ir value on `task`, in the order of `reward_plan`.
+
+    Every reward that needs "is this right" (correctness, cosine, the memory's split) gets the task's verifier.
 
     `memory_options` go to the memory class unchanged and are named like their flags
     (`embedder`, `explore_warmup`, `memory_write_first`, ...).
     """
     if k < 1:
         raise ValueError(f"--k must be >= 1, got {k}")
-    plan = reward_plan(use_ir, exploit_weight, explore_weight)
+    spec = get_task(task)
+    plan = reward_plan(use_ir, exploit_weight, explore_weight, task)
     method, _cosine = parse_use_ir(use_ir)
     memory, level = METHODS[method]
-    built = {f.__name__: f for f in R1_REWARDS}
+    built = {f.__name__: f for f in R1_FORMAT_REWARDS + [int_reward]}
+    built["correctness_reward"] = make_correctness_reward(spec)
     if any(name == "cosine_reward" for name, _ in plan):
-        built["cosine_reward"] = make_cosine_reward(max_completion_length, cosine_length_unit)
+        built["cosine_reward"] = make_cosine_reward(max_completion_length, cosine_length_unit, spec)
     if memory is not None:
         if level == "sentence":
             from ir_knn_st2 import SentenceMemoryReward as Memory
         else:
             from ir_knn_st import MemoryReward as Memory
-        mem = Memory(k=k, explore=(memory == "explore"), **memory_options)
+        mem = Memory(k=k, explore=(memory == "explore"), is_correct=spec.is_correct, **memory_options)
         built["exploit_reward"] = mem.exploit_reward
         built["explore_reward"] = mem.explore_reward
     return [built[name] for name, _ in plan], [w for _, w in plan]

@@ -29,11 +29,10 @@ Choices:
   paper. It selects on the test set, so it is optimistic; Last is the unbiased number.
 - std is the sample standard deviation over seeds (ddof=1), from `plot_stats.mean_std`.
 - The eval curves start at step 0 with the base model, which is every run's starting point.
-- `--train_task svamp` (the cpu preset) trains on SVAMP instead of GSM8K: the first `--holdout`
-  rows of SVAMP's only split are kept for eval and the rest become the training set, written in
-  GSM8K's format to OUT/data/gsm8k/train.jsonl so `run_gsm8k.py` reads them unchanged;
-  OUT/data/svamp/test.jsonl holds the held-out rows only, and every other task links to the
-  original data. Train and eval rows are disjoint by construction (checked).
+- `--task` is any task of the registry (`tasks.py`), with `--holdout` and `--task_options` meaning
+  what they mean to `run_gsm8k.py`, which gets them unchanged; the evals get them too. For a one-split
+  task (the cpu preset's SVAMP) the first `--holdout` rows are the eval rows and the rest train, so
+  `--eval_samples` may not exceed `--holdout`. `--tasks` defaults to the training task.
 """
 import argparse
 import csv
@@ -47,9 +46,10 @@ from pathlib import Path
 
 import plot_stats
 import run_gsm8k
-from data import DATA_ENV, TASKS, load_task, resolve_data_dir
+from data import DATA_ENV, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 from plot_stats import mean_std, method_label
+from tasks import TASKS, get_task, parse_options
 
 ROOT = Path(__file__).resolve().parent
 DONE_MARKER = "compare_done.json"
@@ -74,7 +74,7 @@ PRESETS = {
     "cpu": {
         "model_name": str(ROOT / "models" / "SmolLM2-135M-Instruct"), "data_dir": str(SHARED_DATA),
         "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1",
-        "train_task": "svamp", "holdout": 100, "num_shots": 1,
+        "task": "svamp", "holdout": 100, "num_shots": 1,
         "bs": 1, "gc": 1, "L": 128, "num_generations": 4, "max_steps": 4, "save_steps": 4,
         "lr": 2e-5,  # 4x the paper's 5e-6: over 4 steps the paper's rate moves the policy by next to nothing
         # explore switches on after ~10% of training, as the default 50 of the paper's 467 steps does
@@ -85,18 +85,16 @@ PRESETS = {
 # Used when neither a preset nor a flag sets the value (None = leave it to run_gsm8k.py / run_eval.py).
 DEFAULTS = {
     "model_name": None, "data_dir": None, "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1,2",
-    "train_task": "gsm8k", "holdout": 0, "num_shots": None, "bs": None, "gc": None, "L": None,
+    "task": "gsm8k", "holdout": 0, "task_options": None, "num_shots": None, "bs": None, "gc": None, "L": None,
     "num_generations": None, "nepochs": None, "max_steps": None, "save_steps": None, "lr": None, "beta": None,
-    "temperature": None, "k": None, "train_args": "", "tasks": "gsm8k", "eval_samples": -1,
+    "temperature": None, "k": None, "train_args": "", "tasks": None, "eval_samples": -1,
     "eval_num_shots": None, "eval_max_new_tokens": None, "eval_batch_size": None,
 }
 # Flags forwarded to run_gsm8k.py under the same name when set.
-TRAIN_FLAGS = ["model_name", "num_shots", "bs", "gc", "L", "num_generations", "nepochs", "max_steps", "save_steps",
-               "lr", "beta", "temperature", "k"]
+TRAIN_FLAGS = ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "L", "num_generations", "nepochs",
+               "max_steps", "save_steps", "lr", "beta", "temperature", "k"]
 # Settings that may not change once OUT holds results, because runs and evals made with them would mix.
-FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_task", "holdout", "train_args", "eval_samples", "eval_num_shots",
-                                "eval_max_new_tokens"]
-TRAIN_TASKS = ["gsm8k", "svamp"]
+FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_args", "eval_samples", "eval_num_shots", "eval_max_new_tokens"]
 DISTINCT_N = (1, 2)  # distinct-1 and distinct-2, the usual lexical diversity pair
 
 
@@ -113,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training (forwarded to run_gsm8k.py)")
     g.add_argument("--model_name", help="base model: Hub id or local HF directory")
     g.add_argument("--data_dir", help=f"local data folder (else ${DATA_ENV}, else the Hub)")
-    g.add_argument("--train_task", choices=TRAIN_TASKS, help="training set: gsm8k train split, or SVAMP minus --holdout rows")
-    g.add_argument("--holdout", type=int, help="with --train_task svamp: first N SVAMP rows kept for eval only")
+    g.add_argument("--task", choices=list(TASKS), metavar="TASK", help=f"training task (default gsm8k): {', '.join(TASKS)}")
+    g.add_argument("--holdout", type=int, help="one-split tasks: first N rows kept for eval only")
+    g.add_argument("--task_options", help="JSON options of a reasoning-gym task (training and eval)")
     g.add_argument("--num_shots", type=int)
     g.add_argument("--bs", type=int, help="prompts per micro-step")
     g.add_argument("--gc", type=int, help="gradient accumulation")
@@ -130,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train_args", help='any other run_gsm8k.py flags, one quoted string, e.g. "--explore_warmup 5"')
 
     g = p.add_argument_group("evaluation (run_eval.py, strict tier)")
-    g.add_argument("--tasks", help="comma list of eval tasks (default gsm8k; also math500, aime24, amc23, svamp)")
+    g.add_argument("--tasks", help="comma list of eval tasks (default: the training task; also math500, aime24, ...)")
     g.add_argument("--eval_samples", type=int, help="first N rows of each task; -1 = all")
     g.add_argument("--eval_num_shots", type=int, help="shots in eval prompts (default: --num_shots)")
     g.add_argument("--eval_max_new_tokens", type=int, help="generation budget in eval (default: run_eval.py's)")
@@ -158,16 +157,22 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
         s["seeds"] = [int(x) for x in str(s["seeds"]).split(",") if x.strip()]
     except ValueError:
         p.error(f"argument --seeds: expected a comma list of integers, got {args.seeds!r}")
-    s["tasks"] = [t.strip() for t in str(s["tasks"]).split(",") if t.strip()]
+    s["tasks"] = [t.strip() for t in str(s["tasks"] or s["task"]).split(",") if t.strip()]
     for t in s["tasks"]:
         if t not in TASKS:
             p.error(f"argument --tasks: unknown task {t!r}; choose from {', '.join(TASKS)}")
     if not s["methods"] or not s["seeds"] or not s["tasks"]:
         p.error("arguments --methods, --seeds and --tasks each need at least one value")
-    if s["train_task"] == "svamp" and s["holdout"] < 1:
-        p.error("argument --holdout: --train_task svamp needs --holdout N >= 1 SVAMP rows kept for eval")
-    if s["train_task"] == "svamp" and 0 < s["eval_samples"] and s["eval_samples"] > s["holdout"]:
-        p.error(f"argument --eval_samples: {s['eval_samples']} > --holdout {s['holdout']}: eval would reach training rows")
+    one_split = len(get_task(s["task"]).splits) == 1
+    if one_split and s["holdout"] < 1:
+        p.error(f"argument --holdout: --task {s['task']} has one split; --holdout N >= 1 rows are kept for eval")
+    if one_split and (s["eval_samples"] < 1 or s["eval_samples"] > s["holdout"]) and s["task"] in s["tasks"]:
+        p.error(f"argument --eval_samples: {s['eval_samples']} is not within --holdout {s['holdout']}: "
+                f"eval on {s['task']} would reach training rows")
+    try:
+        s["task_options"] = json.dumps(parse_options(s["task_options"])) if s["task_options"] else None
+    except ValueError as e:
+        p.error(f"argument {e}")
     if s["model_name"] is None:  # the base model is evaluated too, so it must be named here
         s["model_name"] = run_gsm8k.build_parser().get_default("model_name")
     if s["eval_num_shots"] is None:
@@ -180,41 +185,6 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
     if s["model_name"] and Path(s["model_name"]).is_absolute() and not Path(s["model_name"]).is_dir():
         p.error(f"argument --model_name: model directory not found: {s['model_name']} (cpu preset: run `python prepare_model.py`)")
     return s
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-def prepare_data_dir(settings: dict, out: Path) -> str | None:
-    """The --data_dir the runs and evals read. For --train_task svamp, a folder with disjoint SVAMP train/eval rows."""
-    if settings["train_task"] == "gsm8k":
-        return settings["data_dir"]
-    src = resolve_data_dir(settings["data_dir"])
-    if src is None:
-        raise SystemExit("error: --train_task svamp needs local data (--data_dir or $MEMORYR_DATA_DIR)")
-    dst = out / "data"
-    svamp_src = src / "svamp" / "test.jsonl"
-    raw = [line for line in svamp_src.read_text(encoding="utf-8").splitlines() if line.strip()]
-    n = settings["holdout"]
-    if n >= len(raw):
-        raise SystemExit(f"error: --holdout {n} leaves no SVAMP training rows ({svamp_src} has {len(raw)})")
-    (dst / "svamp").mkdir(parents=True, exist_ok=True)
-    (dst / "gsm8k").mkdir(parents=True, exist_ok=True)
-    (dst / "svamp" / "test.jsonl").write_text("\n".join(raw[:n]) + "\n", encoding="utf-8")
-    train_rows = load_task("svamp", "test", str(src))[n:]
-    with open(dst / "gsm8k" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in train_rows:  # GSM8K's layout: the gold number after '####'
-            f.write(json.dumps({"question": r["question"], "answer": f"#### {r['answer']}"}) + "\n")
-    link = dst / "gsm8k" / "test.jsonl"
-    if not link.exists():
-        link.symlink_to((src / "gsm8k" / "test.jsonl").resolve())
-    for task, (folder, _, _) in TASKS.items():
-        if folder not in ("gsm8k", "svamp") and (src / folder).is_dir() and not (dst / folder).exists():
-            (dst / folder).symlink_to((src / folder).resolve())
-    held = {r["question"] for r in load_task("svamp", "test", str(dst))}
-    trained = {r["question"] for r in load_task("gsm8k", "train", str(dst))}
-    if held & trained:
-        raise SystemExit(f"error: {len(held & trained)} SVAMP questions are in both the eval and the training rows")
-    return str(dst)
 
 
 # --- plan, training and evaluation -----------------------------------------------------------------
@@ -299,6 +269,8 @@ def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_d
         cmd += ["--max_samples", str(settings["eval_samples"])]
     if data_dir is not None:
         cmd += ["--data_dir", data_dir]
+    if settings["task_options"]:
+        cmd += ["--task_options", settings["task_options"]]
     for flag, name in (("eval_num_shots", "--num_shots"), ("eval_max_new_tokens", "--max_new_tokens"),
                        ("eval_batch_size", "--batch_size")):
         if settings[flag] is not None:
@@ -511,7 +483,7 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
         writer.writerows(csv_rows)
     (out / "results.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, **result}, indent=2, default=str))
 
-    shown = {k: short_path(settings[k]) for k in ["model_name", "train_task", "holdout", "num_shots", "bs", "gc", "num_generations", "L",
+    shown = {k: short_path(settings[k]) for k in ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "num_generations", "L",
                                        "max_steps", "nepochs", "save_steps", "lr", "train_args", "tasks", "eval_samples",
                                        "eval_num_shots", "eval_max_new_tokens"] if settings[k] not in (None, "")}
     lines = ["# Memory-R comparison", "",
@@ -595,9 +567,7 @@ def main(argv=None) -> int:
         check_settings_unchanged(out, settings)
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare_config.json").write_text(json.dumps(settings, indent=2))
-        data_dir = prepare_data_dir(settings, out)
-    else:
-        data_dir = str(out / "data") if settings["train_task"] == "svamp" else settings["data_dir"]
+    data_dir = settings["data_dir"]
     start = time.time()
 
     statuses = {}

@@ -1,13 +1,16 @@
-"""Strict evaluation tier: score a model on GSM8K / MATH-500 / AIME24 / AMC23 / SVAMP with lighteval.
+"""Strict evaluation tier: score a model on any registered task (GSM8K, MATH-500, ..., rg:chain_sum) with lighteval.
 
     .venv-eval/bin/python run_eval.py --task=gsm8k --model_name=path/to/checkpoint --max_samples 16
     .venv-eval/bin/python run_eval.py --task=gsm8k,svamp --model_name=HuggingFaceTB/SmolLM2-135M-Instruct
 
-lighteval's extractive-match metric is the paper's number. This script uses lighteval as the engine:
+lighteval's extractive-match metric is the paper's number, for every task whose answers are numbers or LaTeX
+(`Task.strict_metric`); a task graded by its own verifier (reasoning-gym) is scored by that verifier on the
+`<answer>` text, and results.json says which (`metric`). Every details row also carries `verifier_correct`
+(`Task.is_correct`: the check training's rewards and the medium tier use). This script uses lighteval as the engine:
 its transformers backend (accelerate; CPU or GPU) or, when vllm is installed and a GPU is present, its vLLM
-backend, generates greedily; its metric scores. The task definitions (`evaluation/lighteval_tasks.py`)
-read data through `data.load_task` (local --data_dir / $MEMORYR_DATA_DIR, else the Hub) and build prompts
-with `prompts.build_messages`: the training system prompt, through the model's chat template, 0 shots by
+backend, generates greedily; its metric scores. Rows come from the task registry
+(`tasks.load_task`: local --data_dir / $MEMORYR_DATA_DIR, else the Hub, or a generator) and prompts from
+`prompts.build_messages` with the task's exemplars: the training system prompt, through the model's chat template, 0 shots by
 default.
 
 Writes, per task, OUTPUT_DIR/<task>/results.json (task, model, accuracy, stderr, n, num_shots,
@@ -36,9 +39,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from data import TASKS, load_task, read_jsonl
+from answers import extract_xml_answer
+from data import read_jsonl
 from models import model_path_error
-from prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages
+from prompts import SYSTEM_PROMPT, build_messages
+from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
 EVAL_ENV_HINT = ("the strict tier runs in its own venv: build it with `make eval-env` "
@@ -53,11 +58,12 @@ def parse_args(argv=None):
     g.add_argument("--task", default="gsm8k", help=f"comma list of: {', '.join(TASKS)}")
     g.add_argument("--data_dir", default=None, help="local data folder (default: $MEMORYR_DATA_DIR, else the Hub)")
     g.add_argument("--split", default="test")
+    g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task (as in training)")
     g.add_argument("--max_samples", type=int, default=None, help="first N questions of each task (default: all)")
     g.add_argument("--responses", default=None,
                    help="score this jsonl of {response, gold} instead of generating (one --task)")
     g = p.add_argument_group("prompt and generation")
-    g.add_argument("--num_shots", type=int, default=0, help=f"exemplars from prompts.EXEMPLARS (0-{len(EXEMPLARS)})")
+    g.add_argument("--num_shots", type=int, default=0, help="exemplars of the task (tasks.py)")
     g.add_argument("--seed", type=int, default=0, help="picks the exemplars")
     g.add_argument("--max_new_tokens", type=int, default=512)
     g.add_argument("--batch_size", type=int, default=8)
@@ -75,8 +81,12 @@ def parse_args(argv=None):
             p.error(f"--task: unknown task {t!r}; choose from {', '.join(TASKS)}")
     if args.max_samples is not None and args.max_samples < 1:
         p.error(f"--max_samples must be positive, got {args.max_samples}")
-    if not 0 <= args.num_shots <= len(EXEMPLARS):
-        p.error(f"--num_shots must be between 0 and {len(EXEMPLARS)}, got {args.num_shots}")
+    try:
+        args.task_options = parse_options(args.task_options)
+        for t in args.tasks:
+            exemplars(t, args.num_shots)
+    except ValueError as e:
+        p.error(str(e))
     for flag in ("max_new_tokens", "batch_size"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} must be positive, got {getattr(args, flag)}")
@@ -138,7 +148,8 @@ def load_rows(args, task: str) -> list[dict]:
     if args.responses:
         return read_responses(args.responses)[:args.max_samples]
     try:
-        data = load_task(task, args.split, args.data_dir)[:args.max_samples]
+        data = load_task(task, args.split, args.data_dir, options=args.task_options if task.startswith("rg:") else None)
+        data = data[:args.max_samples]
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: --task {task}: {e}")
     return [{"question": r["question"], "gold": r["answer"]} for r in data]
@@ -148,11 +159,14 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
     """Generate (or take) responses for one task, score them with lighteval's metric, write the outputs."""
     from lighteval.metrics.utils.stderr import mean_stderr
 
-    from evaluation.lighteval_tasks import messages_to_doc, score_response
+    from evaluation.lighteval_tasks import STRICT_METRICS, messages_to_doc, score_response
 
+    spec = get_task(task)
+    shots = exemplars(task, args.num_shots)
+    gold_format = STRICT_METRICS[spec.strict_metric][1] if spec.strict_metric else "{}"
     start = time.time()
-    docs = [messages_to_doc(build_messages(r["question"], args.num_shots, args.seed), r["gold"], task, str(i),
-                            args.max_new_tokens) for i, r in enumerate(rows)]
+    docs = [messages_to_doc(build_messages(r["question"], args.num_shots, args.seed, shots), spec.gold_answer(r["gold"]),
+                            task, str(i), args.max_new_tokens, gold_format) for i, r in enumerate(rows)]
     if model is not None:
         outputs = model.greedy_until(docs)
         for row, doc, out in zip(rows, docs, outputs):
@@ -160,17 +174,21 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
             row["prompt"] = model.prompt_manager.prepare_prompt(doc)
     details = []
     for row, doc in zip(rows, docs):
-        correct, extracted = score_response(task, doc, row["response"])
+        verified = spec.is_correct(row["response"], row["gold"])
+        if spec.strict_metric:
+            correct, extracted = score_response(spec.strict_metric, doc, row["response"])
+        else:  # no lighteval metric reads this task's answers: its own verifier is the strict tier
+            correct, extracted = verified, extract_xml_answer(row["response"])
         details.append({"prompt": row.get("prompt", ""), "response": row["response"], "extracted": extracted,
-                        "gold": row["gold"], "correct": correct})
+                        "gold": row["gold"], "correct": correct, "verifier_correct": verified})
     seconds = time.time() - start
 
     n = len(details)
     scores = [float(d["correct"]) for d in details]
     results = {
         "task": task, "model": f"responses:{args.responses}" if args.responses else args.model_name,
-        "tier": "strict", "metric": "lighteval extractive_match",
-        "accuracy": sum(scores) / n, "stderr": mean_stderr(scores) if n > 1 else 0.0, "n": n,
+        "tier": "strict", "metric": "lighteval extractive_match" if spec.strict_metric else f"verifier: {spec.verifier}",
+        "accuracy": sum(scores) / n, "verifier_accuracy": sum(d["verifier_correct"] for d in details) / n, "stderr": mean_stderr(scores) if n > 1 else 0.0, "n": n,
         "num_shots": args.num_shots, "max_new_tokens": args.max_new_tokens, "split": args.split,
         "seconds": round(seconds, 2), "seconds_per_sample": round(seconds / n, 3),
     }
@@ -198,9 +216,9 @@ def main(argv=None):
             model = load_strict_model(args.model_name, args.batch_size, args.max_new_tokens, cache_dir)
         results = [evaluate_task(args, task, rows[task], model) for task in args.tasks]
 
-    print(f"{'task':<10} {'n':>5} {'accuracy':>9} {'stderr':>7} {'s/sample':>9}  model")
+    print(f"{'task':<18} {'n':>5} {'accuracy':>9} {'stderr':>7} {'s/sample':>9}  model")
     for r in results:
-        print(f"{r['task']:<10} {r['n']:>5} {100 * r['accuracy']:>8.1f}% {100 * r['stderr']:>6.1f}% "
+        print(f"{r['task']:<18} {r['n']:>5} {100 * r['accuracy']:>8.1f}% {100 * r['stderr']:>6.1f}% "
               f"{r['seconds_per_sample']:>9.2f}  {r['model']}")
     return results
 

@@ -1,10 +1,10 @@
-"""Train a small chat model on GSM8K with GRPO and, optionally, Memory-R's episodic-memory rewards.
+"""Train a small chat model on GSM8K (or any registered task) with GRPO and, optionally, Memory-R's episodic-memory rewards.
 
     python run_gsm8k.py --model_name=Qwen/Qwen2.5-0.5B-Instruct --use_ir=knn+ --k=1 --num_shots=0 \
         --nepochs=1 --seed 0 --bs 2 --gc 8 --L 200
 
-What it does, top to bottom: parse flags -> load GSM8K (Hub, or a local folder) and build chat
-prompts -> build the reward list through `rewards.make_reward_funcs` -> build TRL's GRPOConfig
+What it does, top to bottom: parse flags -> load the task's rows (`tasks.py`: GSM8K by default, from
+the Hub or a local folder; `--task` picks another) and build chat prompts -> build the reward list through `rewards.make_reward_funcs` -> build TRL's GRPOConfig
 with the paper's settings -> load the model -> train, logging every step to
 `training_stats.jsonl` and checkpointing (model, and the episodic memory beside it).
 
@@ -17,6 +17,8 @@ Choices:
   per-device batch TRL sees is bs x num_generations: one optimizer micro-step holds `bs` questions
   with all their G completions.
 - CUDA: bf16, flash-attn 2 only if installed, vLLM (colocated) when importable. CPU: fp32, sdpa.
+- `--task` changes the data and the verifier every reward uses (correctness, cosine, the memory's
+  success/failure split, the eval loop); everything else is the same for every task.
 - `--dry_run` validates everything it can without weights and prints the resolved configuration.
 - `--resume` continues from the newest checkpoint in --output_dir: weights, optimizer, scheduler,
   RNG and the episodic memory saved beside it.
@@ -29,10 +31,11 @@ import sys
 from pathlib import Path
 
 import rewards
-from data import DATA_ENV, load_task, resolve_data_dir
+from data import DATA_ENV, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER
 from models import model_path_error
-from prompts import EXEMPLARS, build_messages
+from prompts import build_messages
+from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
 
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model and data")
     g.add_argument("--model_name", default="Qwen/Qwen2.5-0.5B-Instruct", help="Hub id or local HF model directory")
-    g.add_argument("--data_dir", default=None, help=f"local data folder with gsm8k/{{train,test}}.jsonl (else ${DATA_ENV}, else the Hub's openai/gsm8k)")
+    g.add_argument("--task", default="gsm8k", choices=list(TASKS), metavar="TASK", help=f"what to train on: {', '.join(TASKS)}")
+    g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task (create_dataset kwargs, plus size and eval_size)")
+    g.add_argument("--holdout", type=int, default=0, help="one-split tasks (mawps, asdiv, svamp): first N rows are eval, the rest train")
+    g.add_argument("--data_dir", default=None, help=f"local data folder with <task>/<split>.jsonl (else ${DATA_ENV}, else the Hub)")
     g.add_argument("--num_shots", type=int, default=0, help="worked exemplars in each prompt (fixed set, chosen with --seed)")
     g.add_argument("--lora_r", type=int, default=0, help="LoRA rank through peft; 0 trains all weights")
 
@@ -72,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beta", type=float, default=0.04, help="KL coefficient")
     g.add_argument("--loss_type", default="grpo", choices=["grpo", "dr_grpo", "dapo", "bnpo"], help="TRL loss aggregation")
     g.add_argument("--temperature", type=float, default=0.9, help="sampling temperature for rollouts")
-    g.add_argument("--nepochs", type=float, default=1, help="epochs over the GSM8K train split")
+    g.add_argument("--nepochs", type=float, default=1, help="epochs over the task's train split")
     g.add_argument("--max_steps", type=int, default=-1, help="stop after this many optimizer steps (overrides --nepochs)")
     g.add_argument("--seed", type=int, default=0, help="seed for data order, exemplars, sampling and init")
 
@@ -80,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output_dir", default=None, help="default: output/<model>-<use_ir>-k<k>-shots<n>-seed<s>")
     g.add_argument("--save_steps", type=int, default=100, help="checkpoint every N optimizer steps (and at the end)")
     g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output_dir")
-    g.add_argument("--do_eval", type=int, nargs="?", const=1, default=0, help="run the trainer's eval loop (greedy, GSM8K test) every --eval_steps")
+    g.add_argument("--do_eval", type=int, nargs="?", const=1, default=0, help="run the trainer's eval loop (greedy, the task's test split) every --eval_steps")
     g.add_argument("--eval_steps", type=int, default=50, help="optimizer steps between evals")
-    g.add_argument("--eval_samples", type=int, default=-1, help="first N GSM8K test questions for --do_eval; -1 = all 1319")
+    g.add_argument("--eval_samples", type=int, default=-1, help="first N test questions for --do_eval; -1 = all")
     g.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate() call in eval")
     g.add_argument("--use_vllm", type=int, nargs="?", const=1, default=None, help="vLLM rollouts; default: on when vllm is importable and CUDA is present")
     g.add_argument("--report_to", default="tensorboard", choices=["tensorboard", "wandb", "none"], help="trainer logging backend")
@@ -102,8 +108,23 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
     if args.L < 1:
         p.error(f"argument --L: must be >= 1 token, got {args.L}")
-    if not 0 <= args.num_shots <= len(EXEMPLARS):
-        p.error(f"argument --num_shots: must be between 0 and {len(EXEMPLARS)}, got {args.num_shots}")
+    try:
+        exemplars(args.task, args.num_shots)
+    except ValueError as e:
+        p.error(f"argument {e}")
+    try:
+        args.task_options = parse_options(args.task_options)
+    except ValueError as e:
+        p.error(f"argument {e}")
+    task = get_task(args.task)
+    if args.task_options and not task.rg_name:
+        p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {args.task}")
+    if args.holdout < 0:
+        p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
+    if len(task.splits) == 1 and task.rg_name is None and args.holdout == 0:
+        p.error(f"argument --holdout: {args.task} has one split; pass --holdout N (first N rows eval, the rest train)")
+    if args.holdout and (len(task.splits) == 2 or task.rg_name):
+        p.error(f"argument --holdout: {args.task} has its own train and eval rows; drop --holdout")
     for flag in ("memory_max_values", "norm_window"):
         if getattr(args, flag) < 1:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
@@ -122,7 +143,8 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
 
 def default_output_dir(args) -> str:
     model = args.model_name.rstrip("/").split("/")[-1]
-    return os.path.join("output", f"{model}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
+    task = "" if args.task == "gsm8k" else "-" + args.task.replace(":", "_")  # the seed's GSM8K folders keep their names
+    return os.path.join("output", f"{model}{task}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
 
 
 def latest_checkpoint(output_dir) -> str | None:
@@ -137,14 +159,31 @@ def reward_options(args) -> dict:
     return {n: getattr(args, n) for n in names}
 
 
+def task_rows(split, args) -> list[dict]:
+    """The task's rows of `split` ("train" or "test"), as every flag of the task asks."""
+    return load_task(args.task, split, args.data_dir, holdout=args.holdout, options=args.task_options, seed=args.seed)
+
+
 def load_split(split, args, limit=-1):
-    """GSM8K rows as a datasets.Dataset with `prompt` (chat messages), `question` and `answer` (gold number)."""
+    """Task rows as a datasets.Dataset with `prompt` (chat messages), `question` and `answer` (the gold the verifier reads)."""
     from datasets import Dataset
 
-    rows = load_task("gsm8k", split, args.data_dir)
+    rows = task_rows(split, args)
     if limit > 0:
         rows = rows[:limit]
-    return Dataset.from_list([{"prompt": build_messages(r["question"], args.num_shots, args.seed), **r} for r in rows])
+    shots = exemplars(args.task, args.num_shots)
+    return Dataset.from_list([{"prompt": build_messages(r["question"], args.num_shots, args.seed, shots), **r} for r in rows])
+
+
+def describe_task(args) -> dict:
+    """What --dry_run prints about the task: source, verifier, options and the sizes of train and eval."""
+    info = {**get_task(args.task).describe(), "options": args.task_options, "holdout": args.holdout}
+    for split in ("train", "test"):
+        try:
+            info[f"{split}_rows"] = len(task_rows(split, args))
+        except Exception as e:  # e.g. a Hub-only task with no network: say so instead of failing the dry run
+            info[f"{split}_rows"] = f"unknown ({type(e).__name__}: {str(e)[:120]})"
+    return info
 
 
 def grpo_config(args, cuda: bool, use_vllm: bool):
@@ -191,10 +230,11 @@ def main(argv=None):
     data_dir = resolve_data_dir(args.data_dir)
 
     if args.dry_run:
-        plan = rewards.reward_plan(args.use_ir, **reward_options(args))
+        plan = rewards.reward_plan(args.use_ir, task=args.task, **reward_options(args))
         resolved = {
             "model": args.model_name, "lora_r": args.lora_r,
-            "data": str(data_dir) if data_dir else "hub:openai/gsm8k (main)",
+            "task": describe_task(args),
+            "data": str(data_dir) if data_dir else "hub",
             "rewards": [{"name": n, "weight": w} for n, w in plan],
             "reward_options": reward_options(args),
             "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
@@ -212,7 +252,8 @@ def main(argv=None):
     set_seed(args.seed)
     train_ds = load_split("train", args).shuffle(seed=args.seed)
     eval_ds = load_split("test", args, args.eval_samples) if args.do_eval else None
-    reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, max_completion_length=args.L, **reward_options(args))
+    reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, task=args.task, max_completion_length=args.L,
+                                                             **reward_options(args))
     config.reward_weights = reward_weights
 
     model_kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
@@ -231,9 +272,9 @@ def main(argv=None):
 
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
 
-    trainer_cls = EvalGRPOTrainer if args.do_eval else GRPOTrainer
+    trainer_cls, extra = (EvalGRPOTrainer, {"task": get_task(args.task)}) if args.do_eval else (GRPOTrainer, {})
     trainer = trainer_cls(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=config,
-                          train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config)
+                          train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config, **extra)
     stateful = rewards.stateful_rewards(reward_funcs)
     trainer.add_callback(StatsJsonlCallback(os.path.join(args.output_dir, "training_stats.jsonl")))
     trainer.add_callback(MemoryCheckpointCallback(stateful))

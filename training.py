@@ -6,7 +6,7 @@
 - `MemoryCheckpointCallback` saves each stateful reward (the episodic memory) into every
   checkpoint directory, so `--resume` restores it together with the weights.
 - `EvalGRPOTrainer.evaluate` is the "medium" evaluation tier: greedy decoding of the GSM8K test
-  prompts in batches, scored with `answers.is_correct`, logged as `eval_accuracy`. Each process
+  prompts in batches, scored with the task's verifier (`Task.is_correct`), logged as `eval_accuracy`. Each process
   scores its own shard; the counts are summed across processes.
 """
 import json
@@ -17,7 +17,6 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from answers import is_correct
 from models import generate_batched
 
 
@@ -55,15 +54,19 @@ class MemoryCheckpointCallback(TrainerCallback):
             owner.save(ckpt)
 
 
-def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int) -> int:
-    """Number of `prompts` (chat messages) whose greedy completion is correct against `golds`."""
+def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int, is_correct) -> int:
+    """Number of `prompts` (chat messages) whose greedy completion is right against `golds` by `is_correct(text, gold)`."""
     texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
     completions = generate_batched(model, tokenizer, texts, max_new_tokens, batch_size)
     return sum(is_correct(c[0], g) for c, g in zip(completions, golds))
 
 
 class EvalGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose evaluate() measures greedy GSM8K accuracy (the medium tier) instead of eval loss."""
+    """GRPOTrainer whose evaluate() measures greedy accuracy under the task's verifier (the medium tier), not eval loss."""
+
+    def __init__(self, *args, task, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         ds = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -72,7 +75,7 @@ class EvalGRPOTrainer(GRPOTrainer):
         was_training = model.training
         model.eval()
         correct = greedy_correct(model, self.processing_class, shard["prompt"], shard["answer"],
-                                 self.args.max_completion_length, self.args.per_device_eval_batch_size)
+                                 self.args.max_completion_length, self.args.per_device_eval_batch_size, self.task.is_correct)
         counts = self.accelerator.gather(torch.tensor([correct, len(shard)], device=self.accelerator.device)).view(-1, 2).sum(0)
         metrics = {f"{metric_key_prefix}_accuracy": counts[0].item() / max(counts[1].item(), 1),
                    f"{metric_key_prefix}_samples": int(counts[1].item())}

@@ -4,9 +4,8 @@ extractor miss a tight `<answer>72</answer>`?
     .venv/bin/python evaluation/agreement.py --details MODEL/eval/gsm8k/details.jsonl --task gsm8k
 
 Reads a strict-tier details.jsonl (from run_eval.py, which holds each response, the gold, lighteval's
-verdict and its extracted answer), re-scores every response with the medium tier (`answers.is_correct`:
-the <answer> tag, exact number) and the loose tier (`evaluation.parser.extract_answer` +
-`evaluation.grader.math_equal`), and prints accuracy per tier, pairwise agreement, every disagreement,
+verdict and its extracted answer), re-scores every response with the medium tier (the task's verifier on
+the <answer> tag, `Task.is_correct`) and the loose tier (`evaluation.grader.loose_verdict`), and prints accuracy per tier, pairwise agreement, every disagreement,
 and the answer-tag whitespace count. To compare on the loose tier's own generations, first run
 `run_eval.py --responses <math_eval jsonl>` to get strict verdicts for them.
 
@@ -19,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: answers, evaluation.*
 
-from answers import extract_xml_answer, is_correct, normalize_number  # noqa: E402
-from evaluation.grader import math_equal  # noqa: E402
-from evaluation.parser import extract_answer  # noqa: E402
+from answers import extract_xml_answer, normalize_number  # noqa: E402
+from evaluation.grader import loose_verdict  # noqa: E402
+from tasks import get_task  # noqa: E402
 
 TIERS = ("strict", "medium", "loose")
 
@@ -29,6 +28,7 @@ TIERS = ("strict", "medium", "loose")
 def score_rows(rows: list[dict], task: str) -> list[dict]:
     """Per response: the three verdicts, what each tier extracted, and the answer tag's whitespace."""
     out = []
+    spec = get_task(task)
     for i, row in enumerate(rows):
         response, gold = row["response"], str(row["gold"])
         tag = extract_xml_answer(response)
@@ -36,11 +36,11 @@ def score_rows(rows: list[dict], task: str) -> list[dict]:
         tight = has_tag and bool(response.rsplit("<answer>", 1)[1][:1].strip())  # no whitespace after <answer>
         strict_extracted = normalize_number(row.get("extracted", "")) or str(row.get("extracted", ""))
         tag_number = normalize_number(tag)
+        loose_extracted, loose = loose_verdict(response, gold, spec)
         out.append({
             "idx": i, "gold": gold,
-            "strict": bool(row["correct"]), "medium": is_correct(response, gold),
-            "loose": math_equal(extract_answer(response, task), gold),
-            "strict_extracted": strict_extracted, "tag": tag, "loose_extracted": extract_answer(response, task),
+            "strict": bool(row["correct"]), "medium": spec.is_correct(response, gold), "loose": loose,
+            "strict_extracted": strict_extracted, "tag": tag, "loose_extracted": loose_extracted,
             "has_tag": has_tag, "tight_tag": tight,
             # the tag holds a number, but lighteval scored a different one
             "strict_missed_tag": tag_number is not None and strict_extracted != tag_number,

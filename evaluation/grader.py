@@ -1,4 +1,9 @@
-"""Loose-tier answer comparison: `math_equal(prediction, reference)`.
+"""Loose-tier answer comparison: `math_equal(prediction, reference)`, and `loose_verdict` for any task.
+
+`loose_verdict(response, gold, task)` is what the loose tier scores: for tasks whose answers are numbers
+or LaTeX it extracts leniently (`parser.extract_answer`) and compares with `math_equal` below; for tasks
+graded by their own verifier (reasoning-gym) it takes the `<answer>` text, else the last non-empty line,
+and asks the task's verifier (`Task.grade`), the same one training and the other tiers use.
 
 Both sides go through `parser.clean_answer` first, so a raw gold string from the data files
 ("$18", "27.0", "\\frac{14}{3}", "#### 72") can be passed as it is. Then, in order, a pair is equal if
@@ -17,8 +22,8 @@ import math
 import re
 from decimal import Decimal
 
-from answers import normalize_number, numbers_equal
-from evaluation.parser import clean_answer
+from answers import extract_xml_answer, normalize_number, numbers_equal
+from evaluation.parser import clean_answer, extract_answer
 
 # The Qwen2.5-Math harness's tolerance: loose enough for rounded decimals, tight enough for GSM8K integers.
 REL_TOL = 1e-4
@@ -135,3 +140,13 @@ def math_equal(prediction, reference) -> bool:
     if p_seq or r_seq:
         return False
     return _symbolic_equal(pred, ref)
+
+
+def loose_verdict(response: str, gold: str, task) -> tuple[str, bool]:
+    """(extracted answer, right?) for one response on a `tasks.Task`, as the loose tier scores it."""
+    if task.strict_metric is None:  # verifier-graded task: its answers need not be numbers or LaTeX
+        lines = [line.strip() for line in str(response).splitlines() if line.strip()]
+        pred = extract_xml_answer(response) or (lines[-1] if lines else "")
+        return pred, bool(task.grade(pred, gold))
+    pred = extract_answer(response, task.name)
+    return pred, math_equal(pred, gold)

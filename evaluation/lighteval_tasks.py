@@ -2,15 +2,14 @@
 
 Used by `run_eval.py` (in the eval venv, `.venv-eval`); imports lighteval, so not importable in `.venv`.
 
-- Data: rows from `data.load_task` (local --data_dir / $MEMORYR_DATA_DIR, else the Hub), the same rows
-  the other tiers read.
+- Data: rows from `tasks.load_task` (the task registry), the same rows the other tiers read.
 - Prompt: `prompts.build_messages` (training's system prompt, 0 shots by default) turned into a lighteval
   `Doc`; lighteval then applies the model's chat template. `messages_to_doc` maps the messages one to one
   (system prompt -> the model config's system_prompt, exemplar turns -> few-shot docs, question -> query),
   and a test checks the rendered prompt equals `apply_chat_template(build_messages(...))`.
 - Metric: lighteval's extractive match (math-verify inside lighteval), the paper's number.
-  GSM8K, SVAMP, AIME24, AMC23 (numeric golds) use lighteval's registered `Metrics.expr_gold_metric`.
-  MATH-500 golds are LaTeX ("\\frac{14}{3}"), so its gold is read with the LaTeX extractor instead, with the
+  Tasks with numeric golds (`Task.strict_metric == "numeric"`: GSM8K, SVAMP, MAWPS, ASDiv, AIME24, AMC23)
+  use lighteval's registered `Metrics.expr_gold_metric`. MATH-500 golds (`"latex"`) are LaTeX ("\\frac{14}{3}"), so its gold is read with the LaTeX extractor instead, with the
   same prediction extractors, fallback and precision as `expr_gold_metric`.
 """
 from lighteval.metrics.dynamic_metrics import MultilingualExtractiveMatchMetric
@@ -41,17 +40,15 @@ LATEX_GOLD_METRIC = SampleLevelMetric(
     higher_is_better=True,
 )
 
-# task -> (metric, how the gold string is written for that metric's gold extractor)
-TASK_METRICS = {
-    "gsm8k": (NUMERIC_GOLD_METRIC, "{}"),
-    "svamp": (NUMERIC_GOLD_METRIC, "{}"),
-    "aime24": (NUMERIC_GOLD_METRIC, "{}"),
-    "amc23": (NUMERIC_GOLD_METRIC, "{}"),
-    "math500": (LATEX_GOLD_METRIC, "${}$"),
+# Task.strict_metric -> (metric, how the gold string is written for that metric's gold extractor)
+STRICT_METRICS = {
+    "numeric": (NUMERIC_GOLD_METRIC, "{}"),
+    "latex": (LATEX_GOLD_METRIC, "${}$"),
 }
 
 
-def messages_to_doc(messages: list[dict], gold: str, task: str, doc_id: str, max_new_tokens: int) -> Doc:
+def messages_to_doc(messages: list[dict], gold: str, task: str, doc_id: str, max_new_tokens: int,
+                    gold_format: str = "{}") -> Doc:
     """A lighteval Doc that renders to exactly `messages` under a chat template with SYSTEM_PROMPT as system prompt."""
     if messages[0] != {"role": "system", "content": SYSTEM_PROMPT}:
         raise ValueError("strict tier expects prompts.build_messages output (system prompt first)")
@@ -60,16 +57,15 @@ def messages_to_doc(messages: list[dict], gold: str, task: str, doc_id: str, max
         Doc(query=turns[i]["content"], choices=[turns[i + 1]["content"]], gold_index=0, task_name=task)
         for i in range(0, len(turns), 2)
     ]
-    gold_format = TASK_METRICS[task][1]
     return Doc(
         query=messages[-1]["content"], choices=[gold_format.format(gold)], gold_index=0, task_name=task,
         id=doc_id, fewshot_samples=fewshot, generation_size=max_new_tokens,
     )
 
 
-def score_response(task: str, doc: Doc, response: str) -> tuple[bool, str]:
-    """(correct, extracted prediction) for one response under the task's extractive-match metric."""
-    metric = TASK_METRICS[task][0]
+def score_response(strict_metric: str, doc: Doc, response: str) -> tuple[bool, str]:
+    """(correct, extracted prediction) for one response under an extractive-match metric of STRICT_METRICS."""
+    metric = STRICT_METRICS[strict_metric][0]
     out = metric.compute_sample(doc=doc, model_response=ModelResponse(text=[response]))
     extracted = (doc.specific or {}).get("extracted_predictions") or [""]
     return out[metric.metric_name] == 1.0, str(extracted[0])

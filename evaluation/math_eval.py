@@ -3,10 +3,11 @@
     cd evaluation && NUM_TEST_SAMPLE=16 bash sh/eval_gsm8k.sh qwen25-math-cot ../models/SmolLM2-135M-Instruct
     python evaluation/math_eval.py --model_name_or_path MODEL --data_name gsm8k,svamp --num_test_sample 16
 
-What it does, per dataset in --data_name: load the split with `data.load_task` (local --data_dir /
-$MEMORYR_DATA_DIR, else the Hub), build one prompt per question, generate with vLLM when it is installed
-and --use_vllm is given (else transformers, on GPU if there is one), pull the answer out with
-`evaluation.parser.extract_answer` and compare it with the gold using `evaluation.grader.math_equal`.
+What it does, per dataset in --data_name: load the split with `tasks.load_task` (the task registry: local
+--data_dir / $MEMORYR_DATA_DIR, else the Hub, or a reasoning-gym generator), build one prompt per question, generate with vLLM when it is installed
+and --use_vllm is given (else transformers, on GPU if there is one), score with
+`evaluation.grader.loose_verdict`: lenient extraction (`evaluation.parser.extract_answer`) and `math_equal`
+for number and LaTeX tasks, the task's own verifier for reasoning-gym tasks.
 Writes MODEL/math_eval/<data>/<split>_<prompt>_n<N>_seed<S>_t<T>.jsonl (per sample, with --save_outputs)
 and ..._metrics.json next to it, and prints one summary line per dataset.
 
@@ -33,11 +34,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from data import TASKS, load_task  # noqa: E402
-from evaluation.grader import math_equal  # noqa: E402
-from evaluation.parser import extract_answer  # noqa: E402
+from evaluation.grader import loose_verdict  # noqa: E402
 from models import generate_batched, model_path_error  # noqa: E402
 from prompts import build_messages  # noqa: E402
+from tasks import TASKS, exemplars, get_task, load_task, parse_options  # noqa: E402
 
 QWEN_COT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 PROMPT_TYPES = ("qwen25-math-cot", "reasoning", "direct")
@@ -50,6 +50,7 @@ def parse_args(argv=None):
     g.add_argument("--data_name", default="gsm8k", help=f"comma list of: {', '.join(TASKS)}")
     g.add_argument("--data_dir", default=None, help="local data folder (default: $MEMORYR_DATA_DIR, else the Hub)")
     g.add_argument("--split", default="test")
+    g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task (as in training)")
     g.add_argument("--num_test_sample", type=int, default=-1, help="first N questions; -1 = all")
     g.add_argument("--output_dir", default=None, help="default: MODEL/math_eval")
     g = p.add_argument_group("prompt")
@@ -74,6 +75,13 @@ def parse_args(argv=None):
             p.error(f"--data_name: unknown dataset {name!r}; choose from {', '.join(TASKS)}")
     if not args.data_names:
         p.error("--data_name is empty")
+    try:
+        args.task_options = parse_options(args.task_options)
+        for name in args.data_names:
+            if args.prompt_type == "reasoning":
+                exemplars(name, args.num_shots)
+    except ValueError as e:
+        p.error(str(e))
     if args.num_test_sample == 0 or args.num_test_sample < -1:
         p.error(f"--num_test_sample must be -1 (all) or positive, got {args.num_test_sample}")
     if args.n_sampling < 1:
@@ -86,12 +94,12 @@ def parse_args(argv=None):
     return args
 
 
-def build_prompt(tokenizer, question: str, prompt_type: str, num_shots: int = 0, seed: int = 0) -> str:
+def build_prompt(tokenizer, question: str, prompt_type: str, num_shots: int = 0, seed: int = 0, task: str = "gsm8k") -> str:
     """The text fed to the model for one question; chat prompt types go through the model's chat template."""
     if prompt_type == "direct":
         return f"Question: {question}\nAnswer:"
     if prompt_type == "reasoning":
-        messages = build_messages(question, num_shots, seed)
+        messages = build_messages(question, num_shots, seed, exemplars(task, num_shots))
     elif prompt_type == "qwen25-math-cot":
         messages = [{"role": "system", "content": QWEN_COT_SYSTEM}, {"role": "user", "content": question}]
     else:
@@ -147,16 +155,18 @@ def output_paths(args, data_name: str) -> tuple[Path, Path]:
 
 def grade(rows: list[dict], data_name: str) -> list[dict]:
     """Add `pred` (extracted answers) and `score` (verdicts) to rows that hold `completions` and `gold`."""
+    task = get_task(data_name)
     for row in rows:
-        row["pred"] = [extract_answer(c, data_name) for c in row["completions"]]
-        row["score"] = [math_equal(p, row["gold"]) for p in row["pred"]]
+        verdicts = [loose_verdict(c, row["gold"], task) for c in row["completions"]]
+        row["pred"] = [p for p, _ in verdicts]
+        row["score"] = [ok for _, ok in verdicts]
     return rows
 
 
 def evaluate_dataset(args, data_name: str, generator_factory) -> dict:
     samples_path, metrics_path = output_paths(args, data_name)
     try:
-        data = load_task(data_name, args.split, args.data_dir)
+        data = load_task(data_name, args.split, args.data_dir, options=args.task_options if data_name.startswith("rg:") else None)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: --data_name {data_name}: {e}")
     if args.num_test_sample > 0:
@@ -170,7 +180,8 @@ def evaluate_dataset(args, data_name: str, generator_factory) -> dict:
     else:
         generator = generator_factory()
         start = time.time()  # model loading is not counted, as in run_eval.py
-        prompts = [build_prompt(generator.tokenizer, r["question"], args.prompt_type, args.num_shots, args.seed) for r in data]
+        prompts = [build_prompt(generator.tokenizer, r["question"], args.prompt_type, args.num_shots, args.seed, data_name)
+                   for r in data]
         completions = generator.generate(prompts, args.max_tokens_per_call, args.temperature, args.top_p,
                                          args.n_sampling, args.batch_size)
         rows = [{"idx": i, "question": r["question"], "gold": r["answer"], "prompt": p, "completions": c}

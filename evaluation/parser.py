@@ -13,7 +13,7 @@ Choices:
   modelled on the Qwen2.5-Math harness, whose models box their answers. A model that writes
   "so the answer is 70" inside its reasoning and `<answer>72</answer>` after is scored on 70 here; the medium
   tier (tag only) scores it on 72. The agreement note in the README counts how often this happens.
-- For numeric datasets (GSM8K, SVAMP) a cleaned answer that still holds words (and no LaTeX) is reduced
+- For numeric datasets (GSM8K, SVAMP, MAWPS, ASDiv) a cleaned answer that still holds words (and no LaTeX) is reduced
   to its last number ("18 dollars per day" -> "18"); LaTeX is always kept for the symbolic grader.
 - Plain string handling only: nothing here evaluates model output.
 """
@@ -22,7 +22,7 @@ import re
 from answers import extract_xml_answer, last_number
 
 # Datasets whose answers are plain numbers: a leftover word after cleaning is a unit, not part of the answer.
-NUMERIC_DATASETS = {"gsm8k", "svamp"}
+NUMERIC_DATASETS = {"gsm8k", "svamp", "mawps", "asdiv"}
 
 # "The answer is 18", "the final answer is: $18", "Final Answer: 18". Group 1 runs to the end of the line.
 ANSWER_PHRASE_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""run_compare.py: the aggregation maths on hand-made result files, the SVAMP split, the settings
+"""run_compare.py: the aggregation maths on hand-made result files, the task flags, the settings
 checks, and (slow) the whole comparison on the tiny model, run twice to check it resumes."""
 import csv
 import json
@@ -10,7 +10,7 @@ import pytest
 from matplotlib import image as mpimg
 
 import run_compare
-from run_compare import (collect, distinct_n, last_and_best, mean_pairwise_distance, prepare_data_dir, run_name,
+from run_compare import (collect, distinct_n, last_and_best, mean_pairwise_distance, run_name,
                          write_results)
 
 ROOT = run_compare.ROOT
@@ -121,19 +121,15 @@ def test_semantic_diversity_with_the_real_embedder(tmp_path):
 
 # --- data split and settings ---------------------------------------------------------------------
 
-def test_svamp_split_is_disjoint_and_readable_by_the_loaders(tmp_path, data_dir):
-    from data import load_task
-
-    s = settings_for(train_task="svamp", holdout=50, data_dir=str(data_dir))
-    d = prepare_data_dir(s, tmp_path)
-    held = load_task("svamp", "test", d)
-    train = load_task("gsm8k", "train", d)
-    full = load_task("svamp", "test", str(data_dir))
-    assert held == full[:50]
-    assert [r["question"] for r in train] == [r["question"] for r in full[50:]]
-    assert [r["answer"] for r in train] == [r["answer"] for r in full[50:]]
-    assert load_task("gsm8k", "test", d) == load_task("gsm8k", "test", str(data_dir))
-    assert prepare_data_dir(s, tmp_path) == d  # idempotent on a resumed comparison
+def test_task_flags_reach_training_and_eval(tmp_path, capsys):
+    """--task/--holdout/--task_options go to run_gsm8k.py and run_eval.py unchanged; eval defaults to the task."""
+    assert run_compare.main(["--task", "rg:chain_sum", "--task_options", '{"eval_size": 20}', "--methods", "r1",
+                             "--seeds", "0", "--output_dir", str(tmp_path / "c"), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    train = next(line for line in out.splitlines() if "run_gsm8k.py" in line)
+    evals = [line for line in out.splitlines() if "run_eval.py" in line]
+    assert "--task rg:chain_sum" in train and """--task_options '{"eval_size": 20}'""" in train
+    assert evals and all("--task rg:chain_sum" in e and "--task_options" in e for e in evals)
 
 
 @pytest.mark.parametrize("flags, culprit", [
@@ -141,7 +137,9 @@ def test_svamp_split_is_disjoint_and_readable_by_the_loaders(tmp_path, data_dir)
     (["--methods", "no,r1"], "--methods"),
     (["--tasks", "gsm9k"], "--tasks"),
     (["--seeds", "0,x"], "--seeds"),
-    (["--train_task", "svamp", "--holdout", "10", "--eval_samples", "20"], "--eval_samples"),
+    (["--task", "svamp", "--holdout", "10", "--eval_samples", "20"], "--eval_samples"),
+    (["--task", "mawps", "--eval_samples", "20"], "--holdout"),
+    (["--task", "rg:chain_sum", "--task_options", "[1]"], "--task_options"),
     (["--data_dir", "/nonexistent/data"], "--data_dir"),
 ])
 def test_bad_settings_name_the_flag(flags, culprit, capsys):

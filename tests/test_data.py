@@ -4,6 +4,7 @@ import json
 import pytest
 
 import data
+import tasks
 from prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages
 
 
@@ -21,20 +22,20 @@ def write_hub_copy(root, rows, split):
 def test_local_and_hub_format_give_identical_rows(tmp_path, data_dir):
     raw = [json.loads(line) for line in open(data_dir / "gsm8k" / "test.jsonl")][:50]
     write_hub_copy(tmp_path / "hub", raw, "test")
-    from_hub = data.load_hub_rows(str(tmp_path / "hub"), "main", "test", data.TASKS["gsm8k"][2])
-    local = data.load_task("gsm8k", "test", str(data_dir))[:50]
+    from_hub = data.load_hub_rows(str(tmp_path / "hub"), "main", "test", tasks.TASKS["gsm8k"].source.convert)
+    local = tasks.load_task("gsm8k", "test", str(data_dir))[:50]
     assert from_hub == local
     assert local[0] == {"question": raw[0]["question"], "answer": "18"}
 
 
 def test_full_gsm8k_sizes(data_dir):
-    assert len(data.load_task("gsm8k", "train", str(data_dir))) == 7473
-    assert len(data.load_task("gsm8k", "test", str(data_dir))) == 1319
+    assert len(tasks.load_task("gsm8k", "train", str(data_dir))) == 7473
+    assert len(tasks.load_task("gsm8k", "test", str(data_dir))) == 1319
 
 
 @pytest.mark.parametrize("task,n", [("math500", 500), ("aime24", 30), ("amc23", 40), ("svamp", 1000)])
 def test_eval_tasks_load(task, n, data_dir):
-    rows = data.load_task(task, "test", str(data_dir))
+    rows = tasks.load_task(task, "test", str(data_dir))
     assert len(rows) == n and all(r["question"] and r["answer"] for r in rows)
 
 
@@ -54,23 +55,23 @@ def test_malformed_row_names_file_and_line(tmp_path, line, why):
     good = json.dumps({"question": "q", "answer": "w\n#### 4"})
     (tmp_path / "gsm8k" / "train.jsonl").write_text(f"{good}\n{good}\n{line}\n")
     with pytest.raises(ValueError, match=rf"train\.jsonl:3: malformed row: .*{why}"):
-        data.load_task("gsm8k", "train", str(tmp_path))
+        tasks.load_task("gsm8k", "train", str(tmp_path))
 
 
 def test_missing_dir_split_and_task(tmp_path):
     with pytest.raises(FileNotFoundError, match="data dir not found"):
-        data.load_task("gsm8k", "train", str(tmp_path / "nope"))
+        tasks.load_task("gsm8k", "train", str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="split 'train' not found"):
-        data.load_task("gsm8k", "train", str(tmp_path))
+        tasks.load_task("gsm8k", "train", str(tmp_path))
     with pytest.raises(ValueError, match="unknown task 'gsm9k'"):
-        data.load_task("gsm9k", "train", str(tmp_path))
+        tasks.load_task("gsm9k", "train", str(tmp_path))
 
 
 def test_empty_split_is_an_error(tmp_path):
     (tmp_path / "svamp").mkdir()
     (tmp_path / "svamp" / "test.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="empty"):
-        data.load_task("svamp", "test", str(tmp_path))
+        tasks.load_task("svamp", "test", str(tmp_path))
 
 
 def test_prompts_are_seeded_and_formatted():

@@ -45,7 +45,7 @@ def test_agreement_bad_input(tmp_path):
 def test_strict_and_loose_agree_on_real_math500_answers(data_dir, tmp_path):
     """Every MATH-500 gold, boxed, is right for itself in both tiers; boxed under its neighbour's gold, the
     two tiers give the same verdict on every pair (a few neighbours really are equal, e.g. '5' and 'x = 5')."""
-    from data import load_task
+    from tasks import load_task
 
     golds = [r["answer"] for r in load_task("math500", "test", data_dir)]
     neighbour = golds[1:] + golds[:1]

@@ -33,7 +33,7 @@ def test_without_lighteval_one_clear_error(tiny_model_dir, data_dir, tmp_path):
     (["--task", "custom|gsm8k|0|1"], "plain task names (gsm8k), not lighteval's suite|task|shots"),
     (["--model_name", "no/such/model_dir"], "model directory not found"),
     (["--max_samples", "0"], "--max_samples must be positive"),
-    (["--num_shots", "99"], "--num_shots must be between 0 and"),
+    (["--num_shots", "99"], "--num_shots: must be between 0 and"),
 ])
 def test_bad_input_is_one_clear_error(args, message, data_dir, smollm2_dir):
     proc = run([sys.executable, "run_eval.py", "--model_name", smollm2_dir, "--data_dir", data_dir, *args])

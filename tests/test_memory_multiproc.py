@@ -25,7 +25,7 @@ PROMPTS, GENERATIONS, STEPS = 4, 4, 3  # per global batch: 4 questions x 4 compl
 
 def global_batches(data_dir):
     """STEPS global batches of GSM8K questions with their gold solutions as reasoning, half right, half wrong."""
-    from data import load_task
+    from tasks import load_task
 
     rows = load_task("gsm8k", "train", str(data_dir))
     solutions = [json.loads(line)["answer"].split("####")[0] for line in open(Path(data_dir) / "gsm8k" / "train.jsonl")]

@@ -4,7 +4,10 @@ import math
 import pytest
 
 import rewards as R
-from answers import extract_reasoning, extract_xml_answer, is_correct, normalize_number, parse_gsm8k_gold
+from answers import extract_reasoning, extract_xml_answer, normalize_number, parse_gsm8k_gold
+from tasks import get_task
+
+is_correct = get_task("gsm8k").is_correct
 
 GOOD = "<reasoning>\nStep one.\nStep two.\n</reasoning>\n<answer>\n18\n</answer>\n"
 ODD = ["", "no tags at all", "<answer>", "</answer><answer>", "<reasoning>", "x" * 200_000,
@@ -58,15 +61,15 @@ def test_int_reward(answer, expected):
     ("17", "18", 0.0), ("18 apples", "18", 0.0), ("", "18", 0.0), ("1.8", "18", 0.0),
 ])
 def test_correctness(answer, gold, expected):
-    assert R.correctness_reward(None, [conv(f"<reasoning>\nx\n</reasoning>\n<answer>\n{answer}\n</answer>\n")], answer=[gold]) == [expected]
+    assert R.make_correctness_reward(get_task("gsm8k"))(None, [conv(f"<reasoning>\nx\n</reasoning>\n<answer>\n{answer}\n</answer>\n")], answer=[gold]) == [expected]
 
 
 def test_correctness_needs_answer_tag():
-    assert R.correctness_reward(None, ["The answer is 18"], answer=["18"]) == [0.0]
+    assert R.make_correctness_reward(get_task("gsm8k"))(None, ["The answer is 18"], answer=["18"]) == [0.0]
 
 
 def test_plain_string_completions_are_accepted():
-    assert R.correctness_reward(None, [GOOD], answer=["18"]) == [2.0]
+    assert R.make_correctness_reward(get_task("gsm8k"))(None, [GOOD], answer=["18"]) == [2.0]
 
 
 @pytest.mark.parametrize("n_tokens,correct,expected", [

@@ -52,7 +52,8 @@ def test_seed_command_dry_run(cmd):
     names = [r["name"] for r in cfg["rewards"]]
     assert names[:5] == ["xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward", "correctness_reward"]
     assert names[5:] == {"no": [], "knn": ["exploit_reward"], "knn+": ["exploit_reward", "explore_reward"]}[flags["use_ir"]]
-    assert cfg["data"] == "hub:openai/gsm8k (main)" or Path(cfg["data"]).is_dir()
+    assert cfg["data"] == "hub" or Path(cfg["data"]).is_dir()
+    assert cfg["task"]["task"] == "gsm8k" and cfg["task"]["verifier"].startswith("numeric")
 
 
 def test_dry_run_cli_prints_output_dir_default():

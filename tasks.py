@@ -1,0 +1,393 @@
+"""Tasks: one registry entry per task, read by training and every evaluation tier.
+
+A task is everything a script needs to know about a dataset of problems:
+- where its rows come from (a local folder, the Hub, or a reasoning-gym generator) and how a row
+  becomes `{"question": str, "answer": str}` (`answer` is the gold, as the verifier reads it);
+- its verifier: `task.grade(answer_text, gold)` says whether an extracted answer is right, and
+  `task.is_correct(completion, gold)` applies it to the text inside the completion's `<answer>` tag.
+  The correctness and cosine rewards, the memory's success/failure split, the medium tier, and the
+  strict and loose tiers where no lighteval metric applies, all call these two methods, so there is
+  exactly one "is this right" per task;
+- whether its answers are integers (the R1 `int_reward` is only in the reward set when they are);
+- its few-shot exemplars, written for this project (none: `--num_shots > 0` is an error);
+- how the strict tier (lighteval) reads its gold: "numeric", "latex", or None (the task's verifier).
+
+Splits:
+- Two-split tasks (gsm8k, math) train on `train` and evaluate on `test`. `math` trains on
+  NuminaMath-TIR (open-r1's GRPO set) and its `test` split is MATH-500.
+- One-split tasks (mawps, asdiv, svamp, and the eval-only math500, aime24, amc23) take `holdout=N`:
+  the first N rows are `test` (eval), the rest `train`, disjoint by construction. Training on a
+  one-split task without a holdout is an error.
+- reasoning-gym tasks (`rg:<name>`) generate `train` with `seed` and `test` with a fixed seed
+  (`RG_EVAL_SEED`), so every run evaluates on the same questions; a train question that also occurs
+  in the eval set is dropped, so the two are disjoint. Sizes and difficulty come from `options`
+  (JSON, passed to `reasoning_gym.create_dataset`), plus our own `eval_size`.
+
+Adding a task: write its row converter (or generator), then one `Task(...)` entry in `TASKS`, then a
+test in tests/test_tasks.py. Nothing else changes: every script reads the registry.
+"""
+import ast
+import json
+import operator
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
+
+from answers import extract_xml_answer, normalize_number, numbers_equal, parse_gsm8k_gold
+from data import load_source, resolve_data_dir
+from prompts import EXEMPLARS as WORD  # the GSM8K-style word problems
+
+RG_PREFIX = "rg:"
+RG_EVAL_SEED = 1_000_003  # fixed, so every run and every seed evaluates on the same generated questions
+RG_TRAIN_SIZE = 5000  # default train rows of a reasoning-gym task: more than a CPU or 1-epoch GPU run uses
+RG_EVAL_SIZE = 500  # default eval rows: a binomial standard error of at most 2.2 points
+MAX_ANSWER_CHARS = 2000  # longer "answers" are not answers; graders skip them rather than parse them
+
+ARITHMETIC_EXEMPLARS = (
+    ("State the final answer to the following arithmetic problem: 7 + 5 - 3 =",
+     "7 + 5 = 12, and 12 - 3 = 9.", "9"),
+    ("State the final answer to the following arithmetic problem: 48 - 19 + 6 =",
+     "48 - 19 = 29, and 29 + 6 = 35.", "35"),
+    ("Calculate 6 * 4 - 10.", "6 * 4 = 24, and 24 - 10 = 14.", "14"),
+)
+COUNTDOWN_EXEMPLARS = (
+    ("Find a way to make 24 using all of these numbers: 2, 3, 4.\nEach number can only be used once.",
+     "3 * 4 = 12, and 12 * 2 = 24, which uses 2, 3 and 4 once each.", "3 * 4 * 2"),
+    ("Find a way to make 17 using all of these numbers: 5, 2, 7.\nEach number can only be used once.",
+     "5 * 2 = 10, and 10 + 7 = 17, which uses 5, 2 and 7 once each.", "5 * 2 + 7"),
+)
+LEG_EXEMPLARS = (
+    ("How many legs are there in total if you have 2 dogs, 3 chickens?",
+     "A dog has 4 legs and a chicken has 2. 2 * 4 = 8 and 3 * 2 = 6, so 8 + 6 = 14.", "14"),
+    ("How many legs are there in total if you have 1 spider, 2 humans?",
+     "A spider has 8 legs and a human has 2. 8 + 2 * 2 = 12.", "12"),
+)
+MATH_EXEMPLARS = (
+    ("What is the value of $\\frac{3}{4} + \\frac{1}{6}$?",
+     "The common denominator is 12: 3/4 = 9/12 and 1/6 = 2/12, so the sum is 11/12.", "\\frac{11}{12}"),
+    ("Solve for $x$: $2x + 7 = 19$.", "Subtract 7 from both sides: 2x = 12. Divide by 2: x = 6.", "6"),
+    ("How many positive divisors does $36$ have?",
+     "36 = 2^2 * 3^2, so it has (2 + 1)(2 + 1) = 9 positive divisors.", "9"),
+)
+INTEGER_MATH_EXEMPLARS = MATH_EXEMPLARS[1:]  # for competition sets graded numerically (AIME, AMC)
+
+
+# --- verifiers: (answer text, gold) -> bool; pure, and never raise ------------------------------
+
+def grade_numeric(answer: str, gold: str) -> bool:
+    """Exact decimal equality after normalisation (answers.py): "1,000" = "1000", "$18" = "18.0" = "18"."""
+    return numbers_equal(answer, gold)
+
+
+def grade_math(answer: str, gold: str) -> bool:
+    """math-verify: parse the gold (a solution with \\boxed{} or a bare LaTeX answer) and the answer, then verify.
+
+    As open-r1's accuracy reward does, the gold is parsed as LaTeX; the answer is parsed as LaTeX and as
+    a plain expression, with and without `$...$` around it, so "11/12", "\\frac{11}{12}" and
+    "$\\frac{11}{12}$" all match a gold of \\frac{11}{12}. A gold that does not parse matches nothing.
+    """
+    if not answer or not gold or len(answer) > MAX_ANSWER_CHARS:
+        return False
+    try:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+        gold_parsed = parse(gold if "\\boxed" in gold or "$" in gold else f"${gold}$",
+                            extraction_config=[LatexExtractionConfig()])
+        if not gold_parsed:
+            return False
+        configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+        for text in (answer, f"${answer}$"):
+            pred = parse(text, extraction_config=configs)
+            if pred and verify(gold_parsed, pred):
+                return True
+    except ImportError:  # a missing grader is a broken environment, not a wrong answer
+        raise
+    except Exception:  # math-verify raises on some inputs (and times out on others): that is "not right"
+        return False
+    return False
+
+
+_COUNTDOWN_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def countdown_value(expression: str) -> tuple[Fraction, list[int]] | None:
+    """(exact value, the integers it uses) of an arithmetic expression, or None if it is anything else.
+
+    The text is parsed with `ast.parse` and walked by hand: only integer literals, + - * /, unary minus
+    and parentheses are accepted. Nothing is evaluated by Python, so model text can never run.
+    """
+    if not isinstance(expression, str) or len(expression) > MAX_ANSWER_CHARS:
+        return None
+    text = expression.replace("×", "*").replace("÷", "/").strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    used = []
+
+    def walk(node):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            used.append(node.value)
+            return Fraction(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _COUNTDOWN_OPS:
+            return _COUNTDOWN_OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        raise ValueError("not arithmetic")
+
+    try:
+        return walk(tree.body), used
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def grade_countdown(answer: str, gold: str) -> bool:
+    """Right when the expression uses exactly the given numbers, each once, and equals the target."""
+    try:
+        meta = json.loads(gold)["metadata"]
+        target, numbers = Fraction(meta["target"]), sorted(int(n) for n in meta["numbers"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    found = countdown_value(answer.split("=")[0] if isinstance(answer, str) else answer)
+    return found is not None and found[0] == target and sorted(found[1]) == numbers
+
+
+def make_rg_grader(name: str) -> Callable[[str, str], bool]:
+    """reasoning-gym's own `score_answer` for dataset `name`: right when it scores 1.0."""
+    from reasoning_gym.factory import get_score_answer_fn
+
+    score_answer = get_score_answer_fn(name)
+
+    def grade(answer: str, gold: str) -> bool:
+        if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
+            return False
+        try:
+            return float(score_answer(answer, json.loads(gold))) >= 1.0
+        except Exception:  # a verifier that chokes on odd text has not seen a right answer
+            return False
+
+    grade.__name__ = f"reasoning_gym.{name}.score_answer"
+    return grade
+
+
+# --- row converters: one upstream row -> {"question", "answer"} ----------------------------------
+
+def _number_or_text(value) -> str:
+    n = normalize_number(value)
+    return n if n is not None else str(value)
+
+
+def _gsm8k(row):
+    return {"question": row["question"], "answer": parse_gsm8k_gold(row["answer"])}
+
+
+def _problem_answer(row):
+    return {"question": row.get("question") or row["problem"], "answer": _number_or_text(row["answer"])}
+
+
+def _numina(row):
+    if "\\boxed" not in row["solution"]:
+        raise ValueError("solution has no \\boxed{} answer")
+    return {"question": row["problem"], "answer": row["solution"]}
+
+
+def _svamp(row):
+    body = row["Body"].strip()
+    sep = "" if body.endswith((".", "?", "!")) else "."
+    return {"question": f"{body}{sep} {row['Question'].strip()}", "answer": _number_or_text(row["Answer"])}
+
+
+def _mawps(row):
+    return {"question": row["input"].strip(), "answer": _number_or_text(row["target"])}
+
+
+ASDIV_ANSWER_RE = re.compile(r"\s*(-?[\d,]*\.?\d+)\s*(\([^()]*\))?\s*$")  # "9 (apples)" -> 9
+
+
+def _asdiv(row):
+    m = ASDIV_ANSWER_RE.match(row["answer"])
+    if not m:
+        return None  # 131 of 2215 answers are names, times or yes/no: no numeric verifier applies; skipped
+    return {"question": f"{row['body'].strip()} {row['question'].strip()}", "answer": normalize_number(m.group(1))}
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """Where a file-backed task's rows live: `<data_dir>/<folder>/<split>.jsonl`, else the Hub."""
+
+    folder: str
+    hub: str | None  # Hub dataset id; None: only a local copy is known
+    convert: Callable
+    hub_config: str | None = None
+    hub_splits: dict = field(default_factory=dict)  # our split -> the Hub's name for it
+    test_from: str | None = None  # a task whose `test` rows are this task's test rows (math -> math500)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    grade: Callable[[str, str], bool]  # (answer text, gold) -> right?
+    verifier: str  # what `grade` is, in words, for --dry_run and results files
+    integer_answers: bool  # gates the R1 int_reward
+    splits: tuple = ("train", "test")  # native splits; a one-split task needs a holdout to train
+    source: Source | None = None
+    rg_name: str | None = None  # reasoning-gym dataset, for rg: tasks
+    exemplars: tuple = ()  # (question, reasoning, answer), written for this project
+    strict_metric: str | None = "numeric"  # lighteval gold reader: "numeric", "latex", or None (use grade)
+
+    def is_correct(self, completion: str, gold: str) -> bool:
+        """Is the text inside the completion's <answer> tag right? The one check every reward and tier uses."""
+        return self.grade(extract_xml_answer(completion), gold)
+
+    def gold_answer(self, gold: str) -> str:
+        """The gold as a person reads it (reasoning-gym golds are JSON with the answer and metadata)."""
+        if self.rg_name is None:
+            return gold
+        try:
+            return str(json.loads(gold)["answer"])
+        except (ValueError, KeyError, TypeError):
+            return gold
+
+    def describe(self) -> dict:
+        if self.rg_name:
+            src = f"reasoning-gym {self.rg_name} (train seed --seed, eval seed {RG_EVAL_SEED})"
+        else:
+            src = f"<data_dir>/{self.source.folder}/ or Hub {self.source.hub or '(none known: needs --data_dir)'}"
+        return {"task": self.name, "source": src, "verifier": self.verifier, "integer_answers": self.integer_answers,
+                "splits": list(self.splits), "exemplars": len(self.exemplars), "strict_metric": self.strict_metric or "verifier"}
+
+
+def _rg_task(name: str, integer_answers: bool, exemplars: tuple = (), grade=None) -> Task:
+    return Task(name=RG_PREFIX + name, grade=grade or make_rg_grader(name),
+                verifier="countdown: own arithmetic parser (no eval), each number once, equals target"
+                if name == "countdown" else f"reasoning-gym {name}.score_answer == 1.0",
+                integer_answers=integer_answers, rg_name=name, exemplars=exemplars, strict_metric=None)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("gsm8k", grade_numeric, "numeric (exact decimal)", True, exemplars=WORD,
+         source=Source("gsm8k", "openai/gsm8k", _gsm8k, hub_config="main")),
+    Task("math", grade_math, "math-verify", False, exemplars=MATH_EXEMPLARS, strict_metric="latex",
+         source=Source("math", "AI-MO/NuminaMath-TIR", _numina, test_from="math500")),
+    Task("math500", grade_math, "math-verify", False, splits=("test",), exemplars=MATH_EXEMPLARS, strict_metric="latex",
+         source=Source("math500", "HuggingFaceH4/MATH-500", _problem_answer)),
+    Task("aime24", grade_numeric, "numeric (exact decimal)", True, splits=("test",), exemplars=INTEGER_MATH_EXEMPLARS,
+         source=Source("aime24", "HuggingFaceH4/aime_2024", _problem_answer, hub_splits={"test": "train"})),
+    Task("amc23", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=INTEGER_MATH_EXEMPLARS,
+         source=Source("amc23", "math-ai/amc23", _problem_answer)),
+    Task("svamp", grade_numeric, "numeric (exact decimal)", True, splits=("test",), exemplars=WORD,
+         source=Source("svamp", "ChilleD/SVAMP", _svamp)),
+    # MAWPS and ASDiv: the offline copies in ../shared/data; 13% of MAWPS and 3% of ASDiv answers are decimals.
+    Task("mawps", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
+         source=Source("mawps", None, _mawps)),
+    Task("asdiv", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
+         source=Source("asdiv", None, _asdiv)),
+    _rg_task("chain_sum", True, ARITHMETIC_EXEMPLARS),
+    _rg_task("basic_arithmetic", False, ARITHMETIC_EXEMPLARS),  # divisions can give decimals
+    _rg_task("gsm_symbolic", True, WORD),
+    _rg_task("leg_counting", True, LEG_EXEMPLARS),
+    _rg_task("countdown", False, COUNTDOWN_EXEMPLARS, grade=grade_countdown),
+]}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def parse_options(text: str | dict | None) -> dict:
+    """--task_options: a JSON object (or already a dict); anything else is a ValueError saying why."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        options = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"--task_options is not JSON ({e}): {text!r}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"--task_options must be a JSON object, got {text!r}")
+    return options
+
+
+def _rg_rows(task: Task, split: str, options: dict, seed: int) -> list[dict]:
+    import reasoning_gym
+
+    options = dict(options)
+    eval_size = int(options.pop("eval_size", RG_EVAL_SIZE))
+    train_size = int(options.pop("size", RG_TRAIN_SIZE))
+    options.pop("seed", None)  # seeds are ours: --seed for train, RG_EVAL_SEED for eval
+
+    def generate(size, s):
+        try:
+            ds = reasoning_gym.create_dataset(task.rg_name, seed=s, size=size, **options)
+        except (TypeError, AssertionError, ValueError) as e:
+            raise ValueError(f"--task_options {json.dumps(options)} rejected by reasoning-gym {task.rg_name}: {e}") from None
+        rows = [{"question": e["question"], "answer": json.dumps({"answer": e["answer"], "metadata": e["metadata"]}, default=str)}
+                for e in ds]
+        return list({r["question"]: r for r in rows}.values())  # one row per distinct question
+
+    eval_rows = generate(eval_size, RG_EVAL_SEED)
+    if split == "test":
+        return eval_rows
+    held = {r["question"] for r in eval_rows}
+    train = [r for r in generate(train_size, seed) if r["question"] not in held]
+    if not train:
+        raise ValueError(f"{task.name}: every generated train question is also an eval question; "
+                         f"widen the task (--task_options) or lower eval_size")
+    return train
+
+
+def load_task(name: str, split: str = "test", data_dir: str | None = None, holdout: int = 0,
+              options: dict | str | None = None, seed: int = 0) -> list[dict]:
+    """Rows `{"question", "answer"}` of a task's split. Bad names, options or holdouts are ValueErrors saying which."""
+    task = get_task(name)
+    options = parse_options(options)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if holdout < 0:
+        raise ValueError(f"--holdout must be >= 0, got {holdout}")
+    if task.rg_name:
+        return _rg_rows(task, split, options, seed)
+    if options:
+        raise ValueError(f"--task_options applies to reasoning-gym tasks only, not {name!r}")
+    src = task.source
+    if len(task.splits) == 2:
+        if holdout:
+            raise ValueError(f"--holdout: {name} has its own train and test splits; drop --holdout")
+        if split == "test" and src.test_from:
+            return load_task(src.test_from, "test", data_dir)
+        return _load_file_rows(task, split, data_dir)
+    rows = _load_file_rows(task, task.splits[0], data_dir)
+    if split == "train" and holdout == 0:
+        raise ValueError(f"{name} has one split ({task.splits[0]}); to train on it pass --holdout N "
+                         f"(the first N rows are held out for eval, the rest train)")
+    if holdout >= len(rows):
+        raise ValueError(f"--holdout {holdout} leaves no training rows: {name} has {len(rows)} rows")
+    if holdout == 0:
+        return rows
+    return rows[:holdout] if split == "test" else rows[holdout:]
+
+
+def _load_file_rows(task: Task, split: str, data_dir) -> list[dict]:
+    src = task.source
+    local = resolve_data_dir(data_dir)
+    if local is None and src.hub is None:
+        raise ValueError(f"{task.name} has no Hub copy known to this project: pass --data_dir (or set $MEMORYR_DATA_DIR) "
+                         f"to a folder with {src.folder}/{split}.jsonl")
+    return load_source(task.name, src.folder, src.hub, src.hub_config, src.hub_splits.get(split, split), split,
+                       src.convert, local)
+
+
+def exemplars(name: str, num_shots: int) -> tuple:
+    """The task's exemplars, checked against --num_shots (a task with none refuses any shot)."""
+    task = get_task(name)
+    if num_shots and not task.exemplars:
+        raise ValueError(f"--num_shots: task {name} has no exemplars, so only 0 shots work, got {num_shots}")
+    if not 0 <= num_shots <= len(task.exemplars):
+        raise ValueError(f"--num_shots: must be between 0 and {len(task.exemplars)} for task {name}, got {num_shots}")
+    return task.exemplars
