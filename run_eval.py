@@ -155,18 +155,33 @@ def load_rows(args, task: str) -> list[dict]:
     return [{"question": r["question"], "gold": r["answer"]} for r in data]
 
 
+def task_doc(spec, question: str, gold: str, doc_id: str, num_shots: int, seed: int, max_new_tokens: int):
+    """The lighteval Doc for one question: the training prompt with the task's exemplars, the gold as its metric reads it."""
+    from evaluation.lighteval_tasks import STRICT_METRICS, messages_to_doc
+
+    gold_format = STRICT_METRICS[spec.strict_metric][1] if spec.strict_metric else "{}"
+    messages = build_messages(question, num_shots, seed, exemplars(spec.name, num_shots))
+    return messages_to_doc(messages, spec.gold_answer(gold), spec.name, doc_id, max_new_tokens, gold_format)
+
+
+def strict_verdict(spec, doc, response: str, gold: str) -> tuple[bool, str]:
+    """(right?, extracted answer) in the strict tier: lighteval's extractive match where a metric reads the
+    task's answers, else the task's own verifier on the `<answer>` text."""
+    from evaluation.lighteval_tasks import score_response
+
+    if spec.strict_metric:
+        return score_response(spec.strict_metric, doc, response)
+    return spec.is_correct(response, gold), extract_xml_answer(response)
+
+
 def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
     """Generate (or take) responses for one task, score them with lighteval's metric, write the outputs."""
     from lighteval.metrics.utils.stderr import mean_stderr
 
-    from evaluation.lighteval_tasks import STRICT_METRICS, messages_to_doc, score_response
-
     spec = get_task(task)
-    shots = exemplars(task, args.num_shots)
-    gold_format = STRICT_METRICS[spec.strict_metric][1] if spec.strict_metric else "{}"
     start = time.time()
-    docs = [messages_to_doc(build_messages(r["question"], args.num_shots, args.seed, shots), spec.gold_answer(r["gold"]),
-                            task, str(i), args.max_new_tokens, gold_format) for i, r in enumerate(rows)]
+    docs = [task_doc(spec, r["question"], r["gold"], str(i), args.num_shots, args.seed, args.max_new_tokens)
+            for i, r in enumerate(rows)]
     if model is not None:
         outputs = model.greedy_until(docs)
         for row, doc, out in zip(rows, docs, outputs):
@@ -174,13 +189,10 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
             row["prompt"] = model.prompt_manager.prepare_prompt(doc)
     details = []
     for row, doc in zip(rows, docs):
-        verified = spec.is_correct(row["response"], row["gold"])
-        if spec.strict_metric:
-            correct, extracted = score_response(spec.strict_metric, doc, row["response"])
-        else:  # no lighteval metric reads this task's answers: its own verifier is the strict tier
-            correct, extracted = verified, extract_xml_answer(row["response"])
+        correct, extracted = strict_verdict(spec, doc, row["response"], row["gold"])
         details.append({"prompt": row.get("prompt", ""), "response": row["response"], "extracted": extracted,
-                        "gold": row["gold"], "correct": correct, "verifier_correct": verified})
+                        "gold": row["gold"], "correct": correct,
+                        "verifier_correct": spec.is_correct(row["response"], row["gold"])})
     seconds = time.time() - start
 
     n = len(details)

@@ -54,3 +54,11 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 (offline copy), loaded once and shared by every memory and reward test."""
+    from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
+
+    return load_embedder(DEFAULT_EMBEDDER, device="cpu")

@@ -55,11 +55,6 @@ def both(mem, b, step=None, metrics=None):
     return exploit, explore
 
 
-@pytest.fixture(scope="session")
-def embedder():
-    return load_embedder(DEFAULT_EMBEDDER, device="cpu")
-
-
 def make(embedder, cls=MemoryReward, **kw):
     kw.setdefault("explore_warmup", 0)
     return cls(embedder=embedder, **kw)

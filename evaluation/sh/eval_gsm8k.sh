@@ -8,7 +8,7 @@ set -euo pipefail
 
 if [ "$#" -ne 2 ]; then
     echo "usage: [VAR=value ...] bash sh/eval_gsm8k.sh PROMPT_TYPE MODEL_PATH" >&2
-    echo "  vars: DATA_NAME SPLIT NUM_TEST_SAMPLE SEED TEMPERATURE N_SAMPLING TOP_P MAX_TOKENS DATA_DIR PYTHON" >&2
+    echo "  vars: DATA_NAME SPLIT NUM_TEST_SAMPLE SEED TEMPERATURE N_SAMPLING TOP_P MAX_TOKENS DATA_DIR TASK_OPTIONS PYTHON" >&2
     exit 2
 fi
 PROMPT_TYPE=$1
@@ -17,7 +17,7 @@ MODEL_PATH=$2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-DATA_NAME=${DATA_NAME:-gsm8k}          # comma list: gsm8k,math500,aime24,amc23,svamp
+DATA_NAME=${DATA_NAME:-gsm8k}          # comma list of registry tasks: gsm8k,math500,mawps,asdiv,rg:chain_sum,...
 SPLIT=${SPLIT:-test}
 NUM_TEST_SAMPLE=${NUM_TEST_SAMPLE:--1} # -1 = the whole split
 SEED=${SEED:-0}
@@ -26,6 +26,7 @@ N_SAMPLING=${N_SAMPLING:-1}
 TOP_P=${TOP_P:-1}
 MAX_TOKENS=${MAX_TOKENS:-2048}         # max new tokens per completion
 DATA_DIR=${DATA_DIR:-${MEMORYR_DATA_DIR:-}}  # empty = the Hub
+TASK_OPTIONS=${TASK_OPTIONS:-}         # JSON options of reasoning-gym tasks, as in training
 # The training venv has the grader's math-verify; fall back to whatever python is on PATH.
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python; fi
@@ -35,6 +36,7 @@ fi
     --model_name_or_path "$MODEL_PATH" \
     --data_name "$DATA_NAME" \
     ${DATA_DIR:+--data_dir "$DATA_DIR"} \
+    ${TASK_OPTIONS:+--task_options "$TASK_OPTIONS"} \
     --split "$SPLIT" \
     --prompt_type "$PROMPT_TYPE" \
     --num_test_sample "$NUM_TEST_SAMPLE" \
