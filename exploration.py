@@ -11,7 +11,8 @@ and `training.MemoryCheckpointCallback` checkpoint them like the memory), built 
     batches (the batch is scored against the counts as they were before it, then counted, as the
     memory scores before it writes);
   - penalty -c_b * (m - 1) / (G - 1), G = completions of this question in the batch, m = those among
-    them with this outcome: 0 when all G differ, -c_b when all G agree, 0 for a lone completion.
+    them with this outcome: 0 when all G differ, -c_b when all G agree, 0 for a lone completion
+    (this exact form of the paper's batch variant is ours: linear in the extra copies, scaled to c_b).
   So the reward lies in [-c_b, c]. It is used raw, not min-max normalised (the bonus is the paper's
   count-based UCB term; normalising would undo its decay). Counts are bounded: at most
   `outcome_ucb_max_answers` outcomes per question and `outcome_ucb_max_questions` questions, the least
