@@ -116,6 +116,32 @@ def _dist():
     return None
 
 
+def gather_objects(local) -> tuple[list, int]:
+    """Every rank's `local` in rank order (TRL's global batch order), and this rank's index; ([local], 0) in one process."""
+    dist = _dist()
+    if dist is None:
+        return [local], 0
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return parts, dist.get_rank()
+
+
+def minmax_normalise(raw: np.ndarray, has: np.ndarray, window: deque, empty: float) -> np.ndarray:
+    """Min-max of raw[has] over (window + these values) with NORM_EPS, in [0, 1]; `empty` where not `has`.
+
+    Then pushes raw[has] into `window` (a deque with maxlen: the running window). Shared by every
+    intrinsic reward that is min-max normalised (the memory's exploit/explore, exploration.py's novelty).
+    """
+    out = np.full(len(raw), empty, dtype=np.float64)
+    vals = raw[has]
+    if len(vals):
+        lo = min(min(window, default=np.inf), vals.min())
+        hi = max(max(window, default=-np.inf), vals.max())
+        out[has] = (vals - lo) / (hi - lo + NORM_EPS)
+        window.extend(float(v) for v in vals)
+    return np.clip(np.nan_to_num(out, nan=empty, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
 def _digest(arrays: dict, meta: dict) -> str:
     """sha256 over named arrays (dtype, shape, bytes) and the canonical JSON of `meta`."""
     h = hashlib.sha256()
@@ -125,6 +151,53 @@ def _digest(arrays: dict, meta: dict) -> str:
         h.update(a.tobytes())
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def save_state(folder: Path, arrays: dict, meta: dict) -> None:
+    """Write folder/{state.npz,meta.json} (rank 0, atomically, meta with the sha256 of both) and checksum-rank<r>.txt (every rank)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = _digest(arrays, meta)
+    dist = _dist()
+    rank = dist.get_rank() if dist is not None else 0
+    if rank == 0:
+        tmp = folder / "state.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, folder / "state.npz")
+        (folder / "meta.tmp.json").write_text(json.dumps({**meta, "sha256": digest}))
+        os.replace(folder / "meta.tmp.json", folder / "meta.json")
+    (folder / f"checksum-rank{rank}.txt").write_text(digest + "\n")
+
+
+def load_state(folder: Path, version: int, config, what: str, writer: str) -> tuple[dict, dict]:
+    """(arrays, meta) that `save_state` wrote, after checking files, format `version`, config and checksum.
+
+    `config()` returns what the saved config must equal; it is called only once the files are found
+    (it may load the embedder). Each problem is one error naming the file; `what` names the state in
+    messages ("memory"), `writer` the method that saves it.
+    """
+    meta_path, state_path = folder / "meta.json", folder / "state.npz"
+    for path in (meta_path, state_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved {what}: {path} missing (written by {writer} beside each checkpoint)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        digest = meta.pop("sha256")
+    except (ValueError, KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"{meta_path}: corrupt {what} metadata ({e})") from None
+    if meta.get("format_version") != version:
+        raise ValueError(f"{meta_path}: {what} format version {meta.get('format_version')!r}, this code reads {version}")
+    ours, theirs = config(), meta.get("config", {})
+    diff = {key: (theirs.get(key), ours[key]) for key in ours if theirs.get(key) != ours[key]}
+    if diff:
+        raise ValueError(f"{meta_path}: saved {what} does not match this run (saved, now): {diff}")
+    try:
+        with np.load(state_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except Exception as e:  # noqa: BLE001 - a truncated or garbled npz raises many kinds of error
+        raise ValueError(f"{state_path}: corrupt {what} state ({type(e).__name__}: {e})") from None
+    if _digest(arrays, meta) != digest:
+        raise ValueError(f"{state_path}: checksum mismatch with {meta_path.name}; the {what} files are corrupt or from different saves")
+    return arrays, meta
 
 
 class KeyValueMemory:
@@ -418,11 +491,9 @@ class MemoryReward:
 
     def _gather(self, local: dict) -> tuple[dict, int]:
         """All ranks' batches concatenated in rank order (TRL's global order), and where this rank's slice starts."""
-        dist = _dist()
-        if dist is None:
+        parts, rank = gather_objects(local)
+        if len(parts) == 1:
             return local, 0
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, local)
         sizes = [len(p["questions"]) for p in parts]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         merged = {
@@ -432,7 +503,7 @@ class MemoryReward:
             "owner": np.concatenate([p["owner"] + off for p, off in zip(parts, offsets)]),
             "correct": np.concatenate([p["correct"] for p in parts]),
         }
-        return merged, int(offsets[dist.get_rank()])
+        return merged, int(offsets[rank])
 
     def _score(self, memory, queries, units, unit_q, owner, n, centroid: bool) -> tuple[np.ndarray, np.ndarray]:
         """Raw per-completion score (mean over its value units) and whether it had neighbours."""
@@ -455,15 +526,7 @@ class MemoryReward:
 
     def _normalise(self, name, raw, has, empty) -> np.ndarray:
         """Min-max over (window + this batch) with NORM_EPS, then push this batch into the window."""
-        out = np.full(len(raw), empty, dtype=np.float64)
-        vals = raw[has]
-        if len(vals):
-            window = self.windows[name]
-            lo = min(min(window, default=np.inf), vals.min())
-            hi = max(max(window, default=-np.inf), vals.max())
-            out[has] = (vals - lo) / (hi - lo + NORM_EPS)
-            window.extend(float(v) for v in vals)
-        return np.clip(np.nan_to_num(out, nan=empty, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        return minmax_normalise(raw, has, self.windows[name], empty)
 
     def _log(self, log_metric, raw, explore_on):
         log_metric("memory/success_keys", float(self.success.n_keys))
@@ -504,48 +567,14 @@ class MemoryReward:
 
     def save(self, checkpoint_dir):
         """Write the memory under checkpoint_dir/memory/: state.npz + meta.json from rank 0, checksum-rank<r>.txt from every rank."""
-        folder = Path(checkpoint_dir) / "memory"
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays, meta = self._state()
-        digest = _digest(arrays, meta)
-        dist = _dist()
-        rank = dist.get_rank() if dist is not None else 0
-        if rank == 0:
-            tmp = folder / "state.tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, folder / "state.npz")
-            (folder / "meta.tmp.json").write_text(json.dumps({**meta, "sha256": digest}))
-            os.replace(folder / "meta.tmp.json", folder / "meta.json")
-        (folder / f"checksum-rank{rank}.txt").write_text(digest + "\n")
+        save_state(Path(checkpoint_dir) / "memory", *self._state())
 
     def load(self, checkpoint_dir):
         """Restore what `save` wrote. Missing, corrupt or mismatched files raise one error naming the file."""
-        folder = Path(checkpoint_dir) / "memory"
-        meta_path, state_path = folder / "meta.json", folder / "state.npz"
-        for path in (meta_path, state_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"no saved memory: {path} missing (written by MemoryReward.save beside each checkpoint)")
+        state_path = Path(checkpoint_dir) / "memory" / "state.npz"
+        arrays, meta = load_state(state_path.parent, FORMAT_VERSION, self._config, "memory", "MemoryReward.save")
         try:
-            meta = json.loads(meta_path.read_text())
-            digest = meta.pop("sha256")
-        except (ValueError, KeyError, AttributeError, TypeError) as e:
-            raise ValueError(f"{meta_path}: corrupt memory metadata ({e})") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: memory format version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}")
-        ours = self._config()
-        theirs = meta.get("config", {})
-        diff = {key: (theirs.get(key), ours[key]) for key in ours if theirs.get(key) != ours[key]}
-        if diff:
-            raise ValueError(f"{meta_path}: saved memory does not match this run (saved, now): {diff}")
-        try:
-            with np.load(state_path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except Exception as e:  # noqa: BLE001 - a truncated or garbled npz raises many kinds of error
-            raise ValueError(f"{state_path}: corrupt memory state ({type(e).__name__}: {e})") from None
-        if _digest(arrays, meta) != digest:
-            raise ValueError(f"{state_path}: checksum mismatch with {meta_path.name}; the memory files are corrupt or from different saves")
-        try:
-            dim = ours["dim"]
+            dim = self.dim
             self.success = KeyValueMemory.from_state(dim, self.max_values, self.max_keys, arrays, "success", meta["success"])
             self.failure = (KeyValueMemory.from_state(dim, self.max_values, self.max_keys, arrays, "failure", meta["failure"])
                             if self.explore else None)

@@ -3,7 +3,8 @@
 The R1 set (xml-count, soft format, strict format, integer answer, correctness) scores format and
 answer; the cosine length reward (Yeo et al. 2025) is an optional baseline; the episodic-memory
 rewards of Memory-R / Memory-R+ live in `ir_knn_st.py` (response level) and `ir_knn_st2.py`
-(sentence level) and are plugged in here.
+(sentence level) and are plugged in here, as are the exploration peers compared with them
+(`exploration.py`: outcome-based exploration and in-group novelty; the entropy bonus is trl's).
 
 Every reward has TRL's signature `f(prompts, completions, **kwargs) -> list[float]`: TRL passes
 `completion_ids`, `trainer_state`, `log_metric` and each dataset column (`question`, `answer`) as
@@ -154,7 +155,19 @@ METHODS = {
     "memoryr+": ("explore", "response"),
     "memoryr_sent": ("exploit", "sentence"),
     "memoryr+_sent": ("explore", "sentence"),
+    # Exploration peers: R1 plus one exploration signal other than the memory (exploration.py; the
+    # entropy bonus is trl's loss term, see `entropy_coef`). Not combined with the memory methods:
+    # each is compared against them, and the entropy bonus can join any method through --entropy_coef.
+    "entropy": (None, None),
+    "outcome_ucb": (None, None),
+    "novelty": (None, None),
 }
+# The exploration peers that are reward functions: method -> reward name (`exploration.py`).
+EXPLORATION_REWARDS = {"outcome_ucb": "outcome_ucb_reward", "novelty": "novelty_reward"}
+# Entropy-bonus coefficient that `--use_ir entropy` means when --entropy_coef is not given: 0.001, the
+# usual order in PPO/GRPO recipes for LLMs. The bonus is the mean per-token entropy (a few nats for a
+# small model) against a policy loss whose advantages are of order 1, so larger values soon dominate.
+ENTROPY_COEF_DEFAULT = 0.001
 ALIASES = {"no": "r1", "knn": "memoryr", "knn+": "memoryr+", "knn_sent": "memoryr_sent", "knn+_sent": "memoryr+_sent"}
 
 
@@ -180,12 +193,13 @@ def parse_use_ir(use_ir: str) -> tuple[str, bool]:
     return USE_IR_CHOICES[use_ir]
 
 
-def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, task: str = "gsm8k",
-                **_) -> list[tuple[str, float]]:
+def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, outcome_ucb_weight: float = 1.0,
+                novelty_weight: float = 1.0, task: str = "gsm8k", **_) -> list[tuple[str, float]]:
     """(reward name, weight) pairs, in order, for a --use_ir value: what `make_reward_funcs` builds, without building it.
 
-    The R1 set always (int_reward only for a task with integer answers); then the cosine reward if asked; then exploit (Memory-R) or exploit and
-    explore (Memory-R+). `--dry_run` prints this without loading the embedder.
+    The R1 set always (int_reward only for a task with integer answers); then the cosine reward if asked;
+    then exploit (Memory-R) or exploit and explore (Memory-R+), or the exploration peer's reward
+    (outcome_ucb, novelty). `--dry_run` prints this without loading the embedder.
     """
     method, cosine = parse_use_ir(use_ir)
     memory, _level = METHODS[method]
@@ -196,23 +210,36 @@ def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float 
         plan.append(("exploit_reward", exploit_weight))
     if memory == "explore":
         plan.append(("explore_reward", explore_weight))
+    if method in EXPLORATION_REWARDS:
+        plan.append((EXPLORATION_REWARDS[method], {"outcome_ucb": outcome_ucb_weight, "novelty": novelty_weight}[method]))
     return plan
+
+
+def entropy_coef(use_ir: str, entropy_coef: float | None = None) -> float:
+    """trl's `entropy_coef` for a run: the flag when given (any method), else ENTROPY_COEF_DEFAULT for `entropy`, else 0 (off)."""
+    if entropy_coef is not None:
+        return float(entropy_coef)
+    return ENTROPY_COEF_DEFAULT if parse_use_ir(use_ir)[0] == "entropy" else 0.0
 
 
 def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, task: str = "gsm8k", max_completion_length: int = 200,
                       cosine_length_unit: str = "tokens", exploit_weight: float = 1.0,
-                      explore_weight: float = 1.0, **memory_options):
+                      explore_weight: float = 1.0, outcome_ucb_weight: float = 1.0, novelty_weight: float = 1.0,
+                      **memory_options):
     """(reward_funcs, reward_weights) for a --use_ir value on `task`, in the order of `reward_plan`.
 
     Every reward that needs "is this right" (correctness, cosine, the memory's split) gets the task's verifier.
 
     `memory_options` go to the memory class unchanged and are named like their flags
-    (`embedder`, `explore_warmup`, `memory_write_first`, ...).
+    (`embedder`, `explore_warmup`, `memory_write_first`, ...), except the `outcome_ucb_*` options,
+    which go to `exploration.OutcomeUCBReward`; the novelty reward takes the memory's `embedder` and
+    `norm_window`.
     """
     if k < 1:
         raise ValueError(f"--k must be >= 1, got {k}")
     spec = get_task(task)
-    plan = reward_plan(use_ir, exploit_weight, explore_weight, task)
+    plan = reward_plan(use_ir, exploit_weight, explore_weight, outcome_ucb_weight, novelty_weight, task=task)
+    ucb_options = {n: memory_options.pop(n) for n in list(memory_options) if n.startswith("outcome_ucb_")}
     method, _cosine = parse_use_ir(use_ir)
     memory, level = METHODS[method]
     built = {f.__name__: f for f in R1_FORMAT_REWARDS + [int_reward]}
@@ -227,6 +254,15 @@ def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, task: str = "gsm8k", ma
         mem = Memory(k=k, explore=(memory == "explore"), is_correct=spec.is_correct, **memory_options)
         built["exploit_reward"] = mem.exploit_reward
         built["explore_reward"] = mem.explore_reward
+    if method == "outcome_ucb":
+        from exploration import OutcomeUCBReward
+
+        built["outcome_ucb_reward"] = OutcomeUCBReward(**ucb_options).outcome_ucb_reward
+    if method == "novelty":
+        from exploration import NoveltyReward
+
+        shared = {n: memory_options[n] for n in ("embedder", "norm_window") if n in memory_options}
+        built["novelty_reward"] = NoveltyReward(**shared).novelty_reward
     return [built[name] for name, _ in plan], [w for _, w in plan]
 
 

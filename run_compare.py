@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("comparison")
     g.add_argument("--preset", choices=list(PRESETS), default=None, help="settings bundle; flags given override it")
-    g.add_argument("--methods", help="comma list of --use_ir values (default r1,cosine,memoryr,memoryr+)")
+    g.add_argument("--methods", help="comma list of --use_ir values (default r1,cosine,memoryr,memoryr+; "
+                                     "exploration peers: entropy, outcome_ucb, novelty)")
     g.add_argument("--seeds", help="comma list of seeds (default 0,1,2; cpu preset 0,1)")
     g.add_argument("--output_dir", default=None, help="comparison folder (default runs/compare-<preset or custom>)")
     g.add_argument("--skip_base", action="store_true", help="do not evaluate the base model")

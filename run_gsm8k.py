@@ -4,8 +4,8 @@
         --nepochs=1 --seed 0 --bs 2 --gc 8 --L 200
 
 What it does, top to bottom: parse flags -> load the task's rows (`tasks.py`: GSM8K by default, from
-the Hub or a local folder; `--task` picks another) and build chat prompts -> build the reward list through `rewards.make_reward_funcs` -> build TRL's GRPOConfig
-with the paper's settings -> load the model -> train, logging every step to
+the Hub or a local folder; `--task` picks another) and build chat prompts -> build the reward list
+through `rewards.make_reward_funcs` -> build TRL's GRPOConfig with the paper's settings -> load the model -> train, logging every step to
 `training_stats.jsonl` and checkpointing (model, and the episodic memory beside it).
 
 Choices:
@@ -32,12 +32,14 @@ from pathlib import Path
 
 import rewards
 from data import DATA_ENV, resolve_data_dir
+from exploration import DEFAULT_BATCH_C, DEFAULT_MAX_ANSWERS, DEFAULT_MAX_QUESTIONS, DEFAULT_UCB_C
 from ir_knn_st import DEFAULT_EMBEDDER
 from models import model_path_error
 from prompts import build_messages
 from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
+ENTROPY_FLAGS = ("entropy_coef_min", "entropy_coef_max", "entropy_coef_delta", "entropy_target")  # trl's adaptive-entropy knobs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("method: rewards and episodic memory")
     g.add_argument("--use_ir", default="r1", choices=list(rewards.USE_IR_CHOICES), metavar="USE_IR",
                    help="reward set: no|r1 (R1 only), knn|memoryr (+exploit), knn+|memoryr+ (+exploit+explore), "
-                        "*_sent (sentence-level memory), cosine or *_cosine / memoryr+cosine (+cosine length reward)")
+                        "*_sent (sentence-level memory), cosine or *_cosine / memoryr+cosine (+cosine length reward), "
+                        "exploration peers entropy|outcome_ucb|novelty (+entropy bonus / outcome UCB / in-group novelty)")
     g.add_argument("--k", type=int, default=1, help="neighbouring questions retrieved from memory")
     g.add_argument("--embedder", default=os.environ.get(EMBEDDER_ENV, DEFAULT_EMBEDDER),
                    help=f"sentence-transformers model for memory keys and values (env ${EMBEDDER_ENV})")
@@ -68,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exploit_weight", type=float, default=1.0, help="weight of the exploit reward")
     g.add_argument("--explore_weight", type=float, default=1.0, help="weight of the explore reward")
     g.add_argument("--cosine_length_unit", default="tokens", choices=["tokens", "chars"], help="'chars' reproduces the original cosine reward")
+
+    g = p.add_argument_group("exploration peers: entropy bonus (trl's), outcome-based exploration, in-group novelty")
+    g.add_argument("--entropy_coef", type=float, default=None,
+                   help=f"trl's entropy bonus coefficient (any --use_ir); default {rewards.ENTROPY_COEF_DEFAULT} with --use_ir entropy, else 0 (off)")
+    g.add_argument("--use_adaptive_entropy", action="store_true",
+                   help="trl's adaptive entropy control (Skywork-OR1): --entropy_coef is the initial coefficient")
+    for flag, what in (("entropy_coef_min", "lower bound of the adaptive coefficient"), ("entropy_coef_max", "upper bound of the adaptive coefficient"),
+                       ("entropy_coef_delta", "step of the adaptive coefficient per optimizer step"),
+                       ("entropy_target", "mean per-token entropy (nats) at or below which the adaptive bonus applies")):
+        g.add_argument(f"--{flag}", type=float, default=None, help=f"{what} (default: trl's)")
+    g.add_argument("--outcome_ucb_c", type=float, default=DEFAULT_UCB_C, help="outcome_ucb: bonus c / sqrt(1 + n) for an answer produced n times before for the question")
+    g.add_argument("--outcome_ucb_batch_c", type=float, default=DEFAULT_BATCH_C, help="outcome_ucb: penalty c_b (m-1)/(G-1) for an answer m of the G completions share; 0 = off")
+    g.add_argument("--outcome_ucb_max_questions", type=int, default=DEFAULT_MAX_QUESTIONS, help="outcome_ucb: questions counted, least recently seen dropped")
+    g.add_argument("--outcome_ucb_max_answers", type=int, default=DEFAULT_MAX_ANSWERS, help="outcome_ucb: distinct answers counted per question, least recently produced dropped")
+    g.add_argument("--outcome_ucb_weight", type=float, default=1.0, help="weight of the outcome_ucb reward")
+    g.add_argument("--novelty_weight", type=float, default=1.0, help="weight of the novelty reward (embedder and window: --embedder, --norm_window)")
 
     g = p.add_argument_group("GRPO optimisation (paper Table 4)")
     g.add_argument("--bs", type=int, default=2, help="PROMPTS per device per micro-step; TRL's per_device_train_batch_size = bs x num_generations")
@@ -130,6 +149,14 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if args.memory_max_keys < 0 or args.explore_warmup < 0:
         p.error("arguments --memory_max_keys and --explore_warmup must be >= 0")
+    for flag in ("outcome_ucb_c", "outcome_ucb_batch_c"):
+        if not getattr(args, flag) >= 0:
+            p.error(f"argument --{flag}: must be >= 0, got {getattr(args, flag)}")
+    for flag in ("outcome_ucb_max_questions", "outcome_ucb_max_answers"):
+        if getattr(args, flag) < 1:
+            p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
+    if rewards.parse_use_ir(args.use_ir)[0] == "entropy" and args.entropy_coef == 0 and not args.use_adaptive_entropy:
+        p.error("argument --entropy_coef: --use_ir entropy with a coefficient of 0 is r1; give --entropy_coef > 0 or --use_adaptive_entropy")
     bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
     if bad_model:
         p.error(bad_model)
@@ -155,7 +182,9 @@ def latest_checkpoint(output_dir) -> str | None:
 def reward_options(args) -> dict:
     """The reward and memory flags, as keyword arguments of `rewards.make_reward_funcs` named exactly like the flags."""
     names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
-             "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit"]
+             "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit",
+             "outcome_ucb_c", "outcome_ucb_batch_c", "outcome_ucb_max_questions", "outcome_ucb_max_answers",
+             "outcome_ucb_weight", "novelty_weight"]
     return {n: getattr(args, n) for n in names}
 
 
@@ -203,6 +232,9 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         # GRPO
         num_generations=args.num_generations, max_completion_length=args.L,
         temperature=args.temperature, beta=args.beta, loss_type=args.loss_type,
+        # exploration peer: trl's entropy bonus in the loss (on for --use_ir entropy or an explicit --entropy_coef)
+        entropy_coef=rewards.entropy_coef(args.use_ir, args.entropy_coef), use_adaptive_entropy=args.use_adaptive_entropy,
+        **{n: getattr(args, n) for n in ENTROPY_FLAGS if getattr(args, n) is not None},
         # hardware
         bf16=cuda, gradient_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time
         use_cpu=not cuda,  # without it accelerate sees one process under torchrun on CPU
@@ -237,6 +269,7 @@ def main(argv=None):
             "data": str(data_dir) if data_dir else "hub",
             "rewards": [{"name": n, "weight": w} for n, w in plan],
             "reward_options": reward_options(args),
+            "entropy_bonus": {n: getattr(config, n) for n in ("entropy_coef", "use_adaptive_entropy", *ENTROPY_FLAGS)},
             "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
             "device": "cuda" if cuda else "cpu",
             "grpo_config": json.loads(config.to_json_string()),
