@@ -39,6 +39,9 @@ Choices (and where they fix the original code):
 - Multi-process (accelerate/torchrun): each rank embeds its own completions, then the ranks
   all-gather (question, embeddings, correct) so that every rank scores the whole global batch,
   writes the same memory and returns its own slice. Rewards then do not depend on the process count.
+- Diagnostics: `score_frozen` scores a batch against the memory as it is and changes nothing (no write,
+  no window push, no counters, no cache), so a held-out set can be scored against a fixed memory
+  (`bench/memory_mechanism.py`). It shares the embedding and grouping steps with training.
 - Persistence: `save(checkpoint_dir)` writes `checkpoint_dir/memory/{state.npz,meta.json}` (rank 0)
   and `checksum-rank<r>.txt` (every rank); `load` checks version, config and checksum.
 """
@@ -417,6 +420,34 @@ class MemoryReward:
             raise ValueError("explore_reward needs MemoryReward(explore=True) (--use_ir knn+ / memoryr+)")
         return self._reward("explore", completions, question, answer, trainer_state, log_metric)
 
+    def score_frozen(self, questions, completions, answers, k: int | None = None) -> dict[str, np.ndarray]:
+        """Score a batch against the memory as it is now, changing nothing (for diagnostics, never for training).
+
+        No write, no push into the normalisation windows, no counters, no question cache, no gather across
+        ranks: the state digest is the same before and after. Per completion it returns `correct` (this
+        memory's verifier), and for exploit (and explore with Memory-R+) `<name>_raw` (before normalisation),
+        `<name>_has` (had neighbours) and `<name>`, normalised against the current window as training would,
+        constants for empty retrievals included. Explore is not gated by the warm-up. `k` overrides self.k.
+        Also `units` (value-unit embeddings) and `owner` (their completion), for distances the caller measures.
+        """
+        success, failure = self.memories()
+        texts = [completion_text(c) for c in completions]
+        b = self._embed_batch([str(q) for q in questions], texts, list(answers))
+        distinct, queries, unit_q = self._by_question(b)
+        out = {"correct": b["correct"], "units": b["units"], "owner": b["owner"]}
+        for name, memory, empty in (("exploit", success, EMPTY_EXPLOIT), ("explore", failure, EMPTY_EXPLORE)):
+            if memory is None:
+                continue
+            raw, has = self._score(memory, queries, b["units"], unit_q, b["owner"], len(texts), centroid=name == "exploit", k=k)
+            window = self.windows[name]
+            self.windows[name] = deque(window, maxlen=window.maxlen)  # _normalise pushes into a copy, not the window
+            try:
+                out[name] = self._normalise(name, raw, has, empty)
+            finally:
+                self.windows[name] = window
+            out[f"{name}_raw"], out[f"{name}_has"] = raw, has
+        return out
+
     def _reward(self, name, completions, question, answer, trainer_state, log_metric) -> list[float]:
         if len(completions) == 0 and _dist() is None:  # nothing to score (with several ranks, still take part in the gather)
             return []
@@ -436,8 +467,11 @@ class MemoryReward:
         self._pending = (batch, rewards, rest) if rest else None
         return rewards[name]
 
-    def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
-        success, failure = self.memories()
+    def _embed_batch(self, questions, texts, golds) -> dict:
+        """One batch as the memory sees it: key questions, their embeddings, value-unit embeddings, owners, correctness.
+
+        Changes nothing: the question cache is read, not written (`_score_and_write` caches after the gather).
+        """
         keyed = [questions[0]] * len(questions) if self.key_first_prompt and questions else questions
         correct = np.array([bool(self.is_correct(t, g)) for t, g in zip(texts, golds)], dtype=bool)
         units, owner = [], []
@@ -451,18 +485,24 @@ class MemoryReward:
         fresh = dict(zip(new_questions, embs[len(units) :]))
         q_embs = np.array([self.question_cache[q] if q in self.question_cache else fresh[q] for q in keyed],
                           dtype=np.float32).reshape(len(keyed), embs.shape[1])
-        local = {"questions": keyed, "q_embs": q_embs, "units": embs[: len(units)], "owner": np.array(owner, dtype=np.int64), "correct": correct}
-        g, start = self._gather(local)
-        n = len(g["questions"])
+        return {"questions": keyed, "q_embs": q_embs, "units": embs[: len(units)], "owner": np.array(owner, dtype=np.int64), "correct": correct}
 
-        distinct = list(dict.fromkeys(g["questions"]))  # global batch order
+    @staticmethod
+    def _by_question(g: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(distinct questions in batch order, their key embeddings, the distinct-question index of each value unit)."""
+        distinct = list(dict.fromkeys(g["questions"]))
         position = {q: j for j, q in enumerate(distinct)}
         q_of = np.array([position[q] for q in g["questions"]], dtype=np.int64)  # completion -> distinct question
         first = np.array([g["questions"].index(q) for q in distinct], dtype=np.int64)  # P distinct, P << n
-        queries = g["q_embs"][first]
+        return distinct, g["q_embs"][first], q_of[g["owner"]]
+
+    def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
+        success, failure = self.memories()
+        g, start = self._gather(self._embed_batch(questions, texts, golds))
+        n = len(g["questions"])
+        distinct, queries, unit_q = self._by_question(g)  # global batch order
         for q, e in zip(distinct, queries):
             self.question_cache.setdefault(q, e)
-        unit_q = q_of[g["owner"]]
 
         def write():
             ok = g["correct"][g["owner"]]
@@ -505,11 +545,11 @@ class MemoryReward:
         }
         return merged, int(offsets[rank])
 
-    def _score(self, memory, queries, units, unit_q, owner, n, centroid: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Raw per-completion score (mean over its value units) and whether it had neighbours."""
+    def _score(self, memory, queries, units, unit_q, owner, n, centroid: bool, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw per-completion score (mean over its value units) and whether it had neighbours (top-k keys, default self.k)."""
         unit_score = np.zeros(len(units), dtype=np.float64)
         unit_has = np.zeros(len(units), dtype=bool)
-        for j, found in enumerate(memory.search(queries, self.k)):  # loop over distinct questions only
+        for j, found in enumerate(memory.search(queries, k or self.k)):  # loop over distinct questions only
             if found is None:
                 continue
             mask = unit_q == j

@@ -1,0 +1,468 @@
+"""Statistics of a methods x seeds comparison: sample-efficiency curves, intervals over seeds, paired
+significance against r1, the memory mechanism check, and whether learning is visible at all.
+
+Pure functions on `run_compare.py`'s output folder (OUT) and its `collect` result dict, plus one figure
+function (`plot_accuracy_vs_completions`). `experiment_report` assembles them into a markdown section and
+a dict for results.json. It is written for the CPU experiment of issue 10 (a warm-started small model on
+an easy task, >= 3 seeds), but reads any comparison.
+
+How run_compare.py calls it, in `write_results(out, settings, result, figures, wall)` (a few lines):
+
+    import analysis
+    exp_md, exp_json = analysis.experiment_report(out, settings, result)
+    (out / "results.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, **result,
+                                                  "experiment": exp_json}, indent=2, default=str))
+    ...
+    lines += [exp_md]  # e.g. right after the accuracy table
+
+`settings` is `resolve_settings`'s dict (methods, seeds, tasks, bs, gc, num_generations), `result` is
+`collect`'s dict (per method: `use_ir`, `runs[seed]` with `final_step` and per task `curve`, `last`,
+`best`; `base[task]` with `accuracy` and `n`). experiment_report also reads, for each run named
+`<method label>-seed<s>` (run_compare.run_name): OUT/evals/<run>/<final step>/<task>/details.jsonl (per-question
+`correct`, from run_eval.py) and OUT/runs/<run>/ (checkpoint-*/memory/ and training_stats.jsonl), and
+writes OUT/figures/experiment_<task>.png. It trains and evaluates nothing.
+
+Choices:
+- x axis = completions seen = optimizer step x completions per step (bs x gc x G, one process), so
+  methods and settings with different batch sizes share an axis. Step 0 (the starting model: base or
+  SFT) is part of every curve; a run curve without it is an error, not silently shifted.
+- Intervals over seeds are t-intervals (ddof=1, 95%): with 3 seeds the t quantile is 4.30, which is what
+  three numbers honestly support. With one seed the interval is undefined and is reported as such
+  (None, and "n/a (1 seed)" in text), never as +-0.
+- Significance vs r1: a paired bootstrap over seeds and questions. Each resample draws seed indices with
+  replacement, then question indices with replacement within each drawn seed, and takes the mean of
+  (A - r1) over the same (seed index, question) cells, so the pairing of the two methods on one question
+  and seed survives. Interval: the 2.5/97.5 percentiles. p: two-sided, twice the smaller share of
+  resampled differences on either side of 0 (each share with +1 in numerator and denominator), so p < 0.05
+  goes with the interval excluding 0, and p never reads as exactly 0. Seeds are paired by seed value;
+  only seeds both methods finished count.
+- Words: a method is called higher or lower than r1 only when the interval excludes 0; otherwise the
+  text gives the difference, interval and p, and says the interval includes 0.
+- The mechanism check from logs: the exploit reward can only steer GRPO if it differs between the
+  completions of a batch. Its logged within-batch std (`rewards/exploit_reward/std`, TRL's std over the
+  batch) must exceed CONSTANT_STD at some step; otherwise the run "failed to test Memory-R". Varying
+  means across steps are not enough (a reward equal for all completions of each batch adds nothing to the
+  advantages), so they are reported but do not count. With several prompts per batch a non-zero batch
+  std can still come from differences between groups only; `bench/memory_mechanism.py` measures the
+  within-group signal directly.
+- learning_visible: the binomial standard error is taken at the pooled accuracy of the start and r1's
+  mean Last, sqrt(p(1-p)/n) on the n eval questions. The start's own SE would be 0 at a starting accuracy
+  of 0, where one extra right question would then pass the bar.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from plot_stats import DPI, FIGSIZE, LINESTYLES, MARKERS, file_name, mean_std, read_stats
+
+CONFIDENCE = 0.95  # every interval here is a 95% interval
+BOOTSTRAP_SAMPLES = 10_000  # p resolves to ~1e-4; percentile bounds move by well under a point between bootstrap seeds
+BOOTSTRAP_CHUNK = 500  # resamples per vectorised chunk: bounds memory to chunk x seeds x questions indices
+CONSTANT_STD = 1e-6  # a within-batch std at or below this is a constant reward (float32 noise is ~1e-7)
+LEARNING_SES = 2.0  # the bar of issue 10: r1's mean Last beats the start by >= 2 binomial standard errors
+MIN_SEEDS = 3  # issue 10 asks for >= 3 seeds; fewer is reported
+REFERENCE = "r1"  # the method every other one is compared with
+MEMORY_REWARDS = ("exploit", "explore")
+
+
+# --- curves and intervals over seeds --------------------------------------------------------------
+
+def curve_vs_completions(steps_to_acc: dict, completions_per_step: int) -> list[tuple[int, float]]:
+    """[(completions seen, accuracy)] by step, from {step: accuracy}; step 0 (the starting model) must be in it.
+
+    Steps may be ints or strings (results.json keys).
+    """
+    if completions_per_step < 1:
+        raise ValueError(f"completions_per_step must be >= 1, got {completions_per_step}")
+    curve = {int(step): float(acc) for step, acc in steps_to_acc.items()}
+    if 0 not in curve:
+        raise ValueError("curve has no step 0: the starting model's accuracy is part of every curve")
+    return [(step * completions_per_step, curve[step]) for step in sorted(curve)]
+
+
+def completions_per_step(settings: dict) -> int:
+    """bs x gc x G of one optimizer step (one process), from the settings, else run_gsm8k.py's defaults."""
+    import run_gsm8k
+
+    parser = run_gsm8k.build_parser()
+    value = {k: settings.get(k) if settings.get(k) is not None else parser.get_default(k) for k in ("bs", "gc", "num_generations")}
+    return int(value["bs"]) * int(value["gc"]) * int(value["num_generations"])
+
+
+def mean_ci(values, confidence: float = CONFIDENCE) -> dict:
+    """Mean, sample std (ddof=1) and the t-interval of the mean; lo/hi are None (undefined) for one value."""
+    from scipy import stats
+
+    values = [float(v) for v in values]
+    mean, std = mean_std(values)
+    n = len(values)
+    if n == 1:
+        return {"mean": mean, "std": None, "n": 1, "lo": None, "hi": None, "note": "one seed: interval undefined"}
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "lo": mean - half, "hi": mean + half}
+
+
+def band(curves: list[list[tuple[int, float]]]) -> list[dict]:
+    """Per x over several curves [(x, y)]: {"x", **mean_ci of the curves that have that x}, by x."""
+    by_x: dict[int, list[float]] = {}
+    for curve in curves:
+        for x, y in curve:
+            by_x.setdefault(x, []).append(y)
+    return [{"x": x, **mean_ci(by_x[x])} for x in sorted(by_x)]
+
+
+# --- AUC, correlation ------------------------------------------------------------------------------
+
+def auc(scores, labels) -> float | None:
+    """P(score of a positive > score of a negative), ties counting 1/2 (Mann-Whitney U); None without both classes."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"{len(scores)} scores for {len(labels)} labels")
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)  # ties share their mean rank
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def grouped_auc(scores, labels, groups) -> dict:
+    """AUC within each group (e.g. the G completions of one question) that has both classes, and pooled.
+
+    {"mean": mean of the per-group AUCs (None if no group has both), "pooled": AUC over all items ignoring
+    groups, "groups": number of groups, "groups_both": groups with both classes}.
+    """
+    scores, labels, groups = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(groups)
+    per_group = [auc(scores[groups == g], labels[groups == g]) for g in dict.fromkeys(groups.tolist())]
+    both = [a for a in per_group if a is not None]
+    return {"mean": float(np.mean(both)) if both else None, "pooled": auc(scores, labels),
+            "groups": len(per_group), "groups_both": len(both)}
+
+
+def correlation(x, y) -> dict:
+    """Pearson and Spearman correlation of two equal-length samples; None where undefined (fewer than 3, or constant)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"correlation of {len(x)} and {len(y)} values")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"pearson": None, "spearman": None, "n": int(len(x))}
+    return {"pearson": float(stats.pearsonr(x, y)[0]), "spearman": float(stats.spearmanr(x, y)[0]), "n": int(len(x))}
+
+
+# --- paired significance ---------------------------------------------------------------------------
+
+def paired_bootstrap(per_question_correct_a, per_question_correct_b, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """Paired bootstrap of mean(A) - mean(B) over seeds and questions (see the module docstring).
+
+    Inputs are [seed][question] correctness (bool or 0/1), the same seeds in the same order and the same
+    questions in each row for both. Returns the observed difference, the 95% percentile interval, the
+    two-sided p, and the sizes.
+    """
+    a = np.asarray(per_question_correct_a, dtype=np.float64)
+    b = np.asarray(per_question_correct_b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired_bootstrap needs two equal [seed][question] tables, got shapes {a.shape} and {b.shape}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    diff = a - b
+    n_seeds, n_questions = diff.shape
+    rng = np.random.default_rng(seed)
+    boots = []
+    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
+        c = min(BOOTSTRAP_CHUNK, n_boot - start)
+        seeds = rng.integers(0, n_seeds, size=(c, n_seeds, 1))
+        questions = rng.integers(0, n_questions, size=(c, n_seeds, n_questions))
+        boots.append(diff[seeds, questions].mean(axis=(1, 2)))
+    boots = np.concatenate(boots)
+    tail = (1.0 - CONFIDENCE) / 2
+    lo, hi = np.quantile(boots, [tail, 1.0 - tail])
+    below = (np.sum(boots <= 0) + 1) / (n_boot + 1)
+    above = (np.sum(boots >= 0) + 1) / (n_boot + 1)
+    return {"difference": float(diff.mean()), "lo": float(lo), "hi": float(hi), "p": float(min(1.0, 2 * min(below, above))),
+            "n_seeds": n_seeds, "n_questions": n_questions, "n_boot": n_boot, "seed": seed}
+
+
+def per_question_correct(details_path) -> list[bool]:
+    """The `correct` column of a run_eval.py details.jsonl, in its (question) order."""
+    rows = []
+    with open(details_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                row = json.loads(line)
+                if not isinstance(row, dict) or "correct" not in row:
+                    raise ValueError(f"{details_path}:{lineno}: no 'correct' field")
+                rows.append(bool(row["correct"]))
+    return rows
+
+
+# --- the mechanism from the logs, and the learning bar -----------------------------------------------
+
+def final_memory_checkpoint(run_dir) -> Path | None:
+    """The highest-step checkpoint-<n> of a run that holds a saved memory (memory/meta.json), else None."""
+    found = [(int(d.name.rsplit("-", 1)[1]), d) for d in Path(run_dir).glob("checkpoint-*")
+             if d.name.rsplit("-", 1)[1].isdigit() and (d / "memory" / "meta.json").is_file()]
+    return max(found)[1] if found else None
+
+
+def memory_summary(run_dir) -> dict | None:
+    """Memory sizes at the run's final checkpoint and whether its intrinsic rewards varied within a batch.
+
+    None when the run saved no memory (an r1 run). Sizes come from checkpoint-*/memory/ (keys from
+    meta.json, values from state.npz's per-key counts), reward variation from training_stats.jsonl.
+    """
+    ckpt = final_memory_checkpoint(run_dir)
+    if ckpt is None:
+        return None
+    meta = json.loads((ckpt / "memory" / "meta.json").read_text())
+    with np.load(ckpt / "memory" / "state.npz", allow_pickle=False) as state:
+        counts = {name: int(state[f"{name}_counts"].sum()) for name in ("success", "failure") if f"{name}_counts" in state.files}
+    out = {"checkpoint": ckpt.name}
+    for name in ("success", "failure"):
+        out[f"{name}_keys"] = len(meta[name]["questions"]) if name in meta else None
+        out[f"{name}_values"] = counts.get(name)
+    stats_path = Path(run_dir) / "training_stats.jsonl"
+    rows = [r for r in read_stats(stats_path) if "loss" in r] if stats_path.is_file() else []
+    out["steps"] = len(rows)
+    for reward in MEMORY_REWARDS:
+        stds = [r[f"rewards/{reward}_reward/std"] for r in rows if isinstance(r.get(f"rewards/{reward}_reward/std"), (int, float))]
+        means = [r[f"rewards/{reward}_reward/mean"] for r in rows if isinstance(r.get(f"rewards/{reward}_reward/mean"), (int, float))]
+        if not stds:
+            continue
+        out[reward] = {"steps_varied": sum(s > CONSTANT_STD for s in stds), "steps_logged": len(stds),
+                       "max_std": max(stds), "mean_range": (max(means) - min(means)) if means else None}
+    varied = out.get("exploit", {}).get("steps_varied", 0) > 0
+    out["exploit_varied"] = varied
+    if "exploit" not in out:
+        out["verdict"] = "no exploit reward in training_stats.jsonl: the mechanism cannot be checked"
+    elif not varied:
+        out["verdict"] = (f"FAILED TO TEST MEMORY-R: the exploit reward was constant within every batch "
+                          f"(std <= {CONSTANT_STD:g} at all {out['exploit']['steps_logged']} steps)")
+    else:
+        out["verdict"] = f"exploit reward varied within the batch at {out['exploit']['steps_varied']} of {out['exploit']['steps_logged']} steps"
+    return out
+
+
+def learning_visible(start_acc: float, start_n: int, last_accs) -> dict:
+    """Does r1's mean Last accuracy beat the starting model by >= LEARNING_SES binomial SEs on the eval set?
+
+    SE = sqrt(p(1-p)/n) at p = the pooled accuracy (start + mean Last) / 2 (see the module docstring).
+    Returns the margin (mean Last - start), the SE, the bar (LEARNING_SES x SE) and `visible`.
+    """
+    last = [float(a) for a in last_accs]
+    if not last:
+        raise ValueError("learning_visible needs at least one Last accuracy")
+    if start_n < 1:
+        raise ValueError(f"start_n must be >= 1 eval question, got {start_n}")
+    mean_last = sum(last) / len(last)
+    pooled = (start_acc + mean_last) / 2
+    se = math.sqrt(pooled * (1 - pooled) / start_n)
+    margin = mean_last - start_acc
+    bar = LEARNING_SES * se
+    return {"start": start_acc, "n": start_n, "last_mean": mean_last, "seeds": len(last), "margin": margin, "se": se,
+            "bar": bar, "visible": bool(margin > 0 and margin >= bar - 1e-12)}
+
+
+# --- the figure --------------------------------------------------------------------------------------
+
+def plot_accuracy_vs_completions(bands: dict, path, title: str) -> Path | None:
+    """Held-out accuracy vs completions seen: per method the mean line and, where defined, its 95% band.
+
+    `bands` is {label: band(...)} (x = completions seen, x = 0 the starting model). None (no file) if empty.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
+    for i, (label, points) in enumerate(bands.items()):
+        if not points:
+            continue
+        color = colors[i % len(colors)]
+        xs, means = [p["x"] for p in points], [p["mean"] * 100 for p in points]
+        seeds = max(p["n"] for p in points)
+        ax.plot(xs, means, color=color, linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
+                markersize=4, linewidth=1.8, label=f"{label} (mean, {seeds} seed{'s' if seeds > 1 else ''})")
+        defined = [p for p in points if p["lo"] is not None]
+        if defined:
+            ax.fill_between([p["x"] for p in defined], [p["lo"] * 100 for p in defined], [p["hi"] * 100 for p in defined],
+                            color=color, alpha=0.15, linewidth=0)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("completions seen in training (0 = starting model)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+def _run_name(label: str, seed) -> str:
+    return f"{label}-seed{seed}"  # run_compare.run_name's folder name (run_compare imports this module, not the reverse)
+
+
+def _pts(x: float | None, signed: bool = False) -> str:
+    """A proportion as percentage points: '12.5' (or '+12.5'); 'n/a' for None."""
+    if x is None:
+        return "n/a"
+    return f"{x * 100:+.1f}" if signed else f"{x * 100:.1f}"
+
+
+def _cell(s: dict | None) -> tuple[str, str]:
+    """('mean ± std', '[lo, hi]') of a mean_ci dict, in points."""
+    if s is None:
+        return "—", "—"
+    if s["n"] == 1:
+        return _pts(s["mean"]), "n/a (1 seed)"
+    return f"{_pts(s['mean'])} ± {_pts(s['std'])}", f"[{_pts(s['lo'])}, {_pts(s['hi'])}]"
+
+
+def _finished(method: dict, task: str) -> dict:
+    """{seed: run} of the runs of a method with a Last accuracy on `task`."""
+    return {seed: r for seed, r in method["runs"].items() if "last" in r["tasks"].get(task, {})}
+
+
+def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | None:
+    path = out / "evals" / _run_name(label, seed) / str(run["final_step"]) / task / "details.jsonl"
+    return per_question_correct(path) if path.is_file() else None
+
+
+def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict]:
+    """Markdown lines and {label: bootstrap} for every method vs REFERENCE on `task` (Last checkpoints)."""
+    methods = result["methods"]
+    if REFERENCE not in methods:
+        return [f"- no {REFERENCE} runs: no significance test"], {}
+    ref = _finished(methods[REFERENCE], task)
+    lines, found = [], {}
+    for label, method in methods.items():
+        if label == REFERENCE:
+            continue
+        runs = _finished(method, task)
+        pairs = [(s, _details(out, label, s, runs[s], task), _details(out, REFERENCE, s, ref[s], task))
+                 for s in runs if s in ref]
+        pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+        if not pairs:
+            lines.append(f"- {label} − {REFERENCE}: no seed with both final evals' details.jsonl; not tested")
+            continue
+        sizes = {len(a) for _, a, b in pairs} | {len(b) for _, a, b in pairs}
+        if len(sizes) != 1:
+            lines.append(f"- {label} − {REFERENCE}: the eval sets differ in size ({sorted(sizes)} questions); not tested")
+            continue
+        boot = paired_bootstrap([a for _, a, _ in pairs], [b for _, _, b in pairs])
+        boot["seeds"] = [s for s, _, _ in pairs]
+        found[label] = boot
+        excludes = boot["lo"] > 0 or boot["hi"] < 0
+        verdict = (f"the interval excludes 0: {label} is {'higher' if boot['lo'] > 0 else 'lower'} than {REFERENCE}"
+                   if excludes else "the interval includes 0: no difference detected at this size")
+        lines.append(f"- {label} − {REFERENCE} (Last; {boot['n_seeds']} paired seed{'s' if boot['n_seeds'] > 1 else ''} × "
+                     f"{boot['n_questions']} questions): difference {_pts(boot['difference'], True)} points, "
+                     f"95% interval [{_pts(boot['lo'], True)}, {_pts(boot['hi'], True)}], p={boot['p']:.3g}; {verdict}")
+    return lines, found
+
+
+def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
+    from rewards import METHODS, parse_use_ir
+
+    rows, found = [], {}
+    for label, method in result["methods"].items():
+        if METHODS[parse_use_ir(method["use_ir"])[0]][0] is None:
+            continue
+        for seed in method["runs"]:
+            name = _run_name(label, seed)
+            summary = memory_summary(out / "runs" / name)
+            found[name] = summary
+            if summary is None:
+                rows.append(f"| {name} | — | — | — | — | — | — | no saved memory (run missing or crashed before its first checkpoint) |")
+                continue
+            ex = summary.get("exploit") or {}
+            cells = [summary["success_keys"], summary["success_values"], summary["failure_keys"], summary["failure_values"]]
+            rows.append(f"| {name} | " + " | ".join("—" if c is None else str(c) for c in cells)
+                        + f" | {ex.get('steps_varied', '—')} / {ex.get('steps_logged', '—')} | "
+                        + ("—" if ex.get("max_std") is None else f"{ex['max_std']:.3g}") + f" | {summary['verdict']} |")
+    if not found:
+        return [], {}
+    lines = ["### Memory at the final checkpoint", "",
+             f"Sizes from checkpoint-*/memory/; 'varied' counts steps whose logged within-batch std of the exploit reward "
+             f"exceeds {CONSTANT_STD:g}. A constant exploit reward adds nothing to GRPO's advantages: such a run did not test Memory-R.", "",
+             "| run | success keys | success values | failure keys | failure values | exploit varied (steps) | max exploit std | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"] + rows + [""]
+    failed = [n for n, s in found.items() if s is not None and not s["exploit_varied"]]
+    if failed:
+        lines += [f"**Failed to test Memory-R** (constant exploit reward): {', '.join(failed)}.", ""]
+    return lines, found
+
+
+def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]:
+    """(markdown section, dict for results.json) of the experiment; writes OUT/figures/experiment_<task>.png."""
+    out = Path(out_dir)
+    cps = completions_per_step(settings)
+    md = ["## Experiment: sample efficiency, significance, mechanism", "",
+          f"One optimizer step = {cps} completions (bs × gc × G). Intervals are 95% t-intervals over seeds (ddof=1); "
+          f"differences vs {REFERENCE} are paired bootstraps over seeds and eval questions ({BOOTSTRAP_SAMPLES} resamples) "
+          "of the final checkpoints.", ""]
+    report = {"completions_per_step": cps, "confidence": CONFIDENCE, "tasks": {}}
+    for task in settings["tasks"]:
+        bands, table, missing_start = {}, {}, []
+        for label, method in result["methods"].items():
+            curves = []
+            for seed, run in method["runs"].items():
+                curve = run["tasks"].get(task, {}).get("curve") or {}
+                if curve and 0 not in {int(s) for s in curve}:
+                    missing_start.append(_run_name(label, seed))
+                elif len(curve) > 1:
+                    curves.append(curve_vs_completions(curve, cps))
+            bands[label] = band(curves) if curves else []
+            done = _finished(method, task).values()
+            table[label] = {kind: mean_ci([r["tasks"][task][kind] for r in done]) if done else None for kind in ("last", "best")}
+        fig = plot_accuracy_vs_completions(bands, out / "figures" / f"experiment_{file_name(task)}",
+                                           f"Held-out {task} accuracy vs completions seen (mean, 95% t-band over seeds)")
+        md += [f"### {task}", ""]
+        if fig is not None:
+            md += [f"![{task} accuracy vs completions seen]({fig.relative_to(out).as_posix()})", ""]
+        if missing_start:
+            md += [f"- no start point (base eval missing), left out of the curves: {', '.join(missing_start)}", ""]
+        md += ["| Method | seeds | Last (%) mean ± std | Last 95% interval | Best (%) mean ± std | Best 95% interval |",
+               "|---|---:|---:|---:|---:|---:|"]
+        for label, cells in table.items():
+            n = cells["last"]["n"] if cells["last"] else 0
+            last, best = _cell(cells["last"]), _cell(cells["best"])
+            md.append(f"| {label} | {n} | {last[0]} | {last[1]} | {best[0]} | {best[1]} |")
+        few = [label for label, cells in table.items() if (cells["last"]["n"] if cells["last"] else 0) < MIN_SEEDS]
+        md += [""] + ([f"- fewer than {MIN_SEEDS} finished seeds: {', '.join(few)}", ""] if few else [])
+        sig_lines, sig = _significance(out, result, task)
+        md += ["Differences in accuracy points (method − r1):", ""] + sig_lines + [""]
+        base = result["base"].get(task)
+        ref = _finished(result["methods"].get(REFERENCE, {"runs": {}}), task)
+        visible = None
+        if base and base.get("n") and ref:
+            visible = learning_visible(base["accuracy"], int(base["n"]), [r["tasks"][task]["last"] for r in ref.values()])
+            md.append(f"- Learning visible ({REFERENCE}'s mean Last beats the start by ≥ {LEARNING_SES:g} binomial SEs): "
+                      f"**{'yes' if visible['visible'] else 'no'}**: {REFERENCE} mean Last {_pts(visible['last_mean'])}% "
+                      f"({visible['seeds']} seeds), start {_pts(visible['start'])}% (n = {visible['n']}), margin "
+                      f"{_pts(visible['margin'], True)} points, SE {_pts(visible['se'])} points at the pooled accuracy, "
+                      f"bar {_pts(visible['bar'])} points")
+        else:
+            md.append(f"- Learning visible: not decided (needs the start's eval with n and finished {REFERENCE} runs)")
+        md.append("")
+        report["tasks"][task] = {"curves": bands, "table": table, "significance": sig, "learning_visible": visible,
+                                 "figure": None if fig is None else fig.relative_to(out).as_posix()}
+    mem_lines, memory = _memory_section(out, result)
+    md += mem_lines
+    report["memory"] = memory
+    return "\n".join(md), report

@@ -1,0 +1,129 @@
+"""MemoryReward.score_frozen (scores like training, changes nothing) and bench/memory_mechanism.py: its pure
+helpers, and (slow) the whole check end to end on the tiny model, run twice to check the samples cache."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder
+
+from test_memory import MIXED, Q1, Q2, batch  # the memory tests' questions and mixed right/wrong batch
+
+spec = importlib.util.spec_from_file_location("memory_mechanism", Path(__file__).resolve().parents[1] / "bench" / "memory_mechanism.py")
+mm = importlib.util.module_from_spec(spec)  # bench/ is scripts, not a package
+spec.loader.exec_module(mm)
+
+PROBE = batch([  # new completions to the same questions: scored, never written
+    (Q1, "3 + 2 = 5.", "5", "5"),
+    (Q1, "Apples are tasty.", "2", "5"),
+    (Q2, "60 times 2 = 120.", "120", "120"),
+    (Q2, "Fast trains.", "3", "120"),
+])
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder(DEFAULT_EMBEDDER, device="cpu")
+
+
+def filled(embedder, **kw):
+    mem = MemoryReward(k=1, explore=True, embedder=embedder, explore_warmup=0, **kw)
+    mem.exploit_reward(**MIXED)
+    return mem
+
+
+def test_score_frozen_scores_like_training_and_changes_nothing(embedder):
+    frozen, trained = filled(embedder), filled(embedder)
+    before = frozen.state_digest()
+    s = frozen.score_frozen(PROBE["question"], PROBE["completions"], PROBE["answer"])
+    assert frozen.state_digest() == before  # no write, no window push, no counter, no cache entry
+    again = frozen.score_frozen(PROBE["question"], PROBE["completions"], PROBE["answer"])
+    for name in ("exploit", "explore", "exploit_raw", "explore_raw"):
+        assert np.array_equal(s[name], again[name])
+    # the training path scores the batch against the memory before writing it: the same numbers
+    exploit = trained.exploit_reward(**PROBE)
+    explore = trained.explore_reward(**PROBE)
+    assert trained.state_digest() != before
+    assert np.allclose(s["exploit"], exploit) and np.allclose(s["explore"], explore)
+    assert s["correct"].tolist() == [True, False, True, False]
+    assert s["exploit_has"].all() and s["units"].shape == (4, 384) and s["owner"].tolist() == [0, 1, 2, 3]
+    # raw explore is 1 - max cosine to the retrieved failures (k = 1: the question's own failures)
+    failed = frozen.failure.values[frozen.failure.slot_of[Q1]]
+    assert s["explore_raw"][0] == pytest.approx(1 - (s["units"][0] @ failed.T).max(), abs=1e-6)
+
+
+def test_score_frozen_k_override_and_empty_memory(embedder):
+    mem = filled(embedder)
+    one = mem.score_frozen(PROBE["question"], PROBE["completions"], PROBE["answer"], k=1)
+    two = mem.score_frozen(PROBE["question"], PROBE["completions"], PROBE["answer"], k=2)  # both keys: other values too
+    assert not np.allclose(one["exploit_raw"], two["exploit_raw"])
+    assert mem.k == 1
+    empty = MemoryReward(k=1, explore=False, embedder=embedder).score_frozen(PROBE["question"], PROBE["completions"], PROBE["answer"])
+    assert "explore" not in empty and not empty["exploit_has"].any() and (empty["exploit"] == 0.0).all()
+
+
+def test_pure_helpers(tmp_path):
+    assert mm.warmup_points(8) == [(0.0, 0), (0.25, 2), (0.5, 4), (1.0, 8)]
+    assert [n for _, n in mm.warmup_points(3)] == [0, 1, 2, 3]
+    args = mm.parse_args(["--out", str(tmp_path / "r.json"), "--n_eval", "5"])
+    more = mm.parse_args(["--out", str(tmp_path / "r.json"), "--n_eval", "50", "--k", "1"])
+    hotter = mm.parse_args(["--out", str(tmp_path / "r.json"), "--temperature", "1.0"])
+    assert mm.cache_path(args) == mm.cache_path(more)  # question counts and k do not change the samples
+    assert mm.cache_path(args) != mm.cache_path(hotter)
+    assert mm.cache_path(args).parent == tmp_path
+    cache = tmp_path / "c.jsonl"
+    cache.write_text(json.dumps({"split": "test", "index": 0, "question": "q", "completions": ["a"]}) + '\n{"split": "te')
+    assert list(mm.read_cache(cache)) == [("test", 0)]  # the torn last line is skipped
+    with pytest.raises(SystemExit):
+        mm.parse_args(["--out", "x.json", "--G", "1"])
+
+
+def test_cached_encoder_embeds_each_text_once(embedder):
+    class Counting:
+        def __init__(self):
+            self.calls = []
+
+        def encode(self, texts, **kw):
+            self.calls.append(list(texts))
+            return embedder.encode(texts, **kw)
+
+    enc = mm.CachedEncoder(Counting())
+    a = enc.encode(["x", "y", "x"], normalize_embeddings=True)
+    b = enc.encode(["y", "z"], normalize_embeddings=True)
+    assert enc.model.calls == [["x", "y"], ["z"]]
+    assert np.array_equal(a[1], b[0]) and np.array_equal(a[0], a[2])
+
+
+@pytest.mark.slow  # samples with the tiny model and loads MiniLM: ~30 s here
+def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "mech.json"
+    argv = ["--model_name", str(tiny_model_dir), "--task", "gsm8k", "--data_dir", str(data_dir), "--n_eval", "3",
+            "--n_fill", "4", "--G", "2", "--L", "8", "--batch_size", "2", "--fill_batch", "2", "--k", "1", "3", "--out", str(out)]
+    report = mm.main(argv)
+    assert json.loads(out.read_text()) == report
+    cells = report["cells"]
+    assert [(c["fill_fraction"], c["k"]) for c in cells] == [(f, k) for f in (0.0, 0.25, 0.5, 1.0) for k in (1, 3)]
+    for c in cells:
+        for name in ("exploit", "explore"):
+            r = c[name]
+            for key in ("mean", "pooled"):
+                assert r[key] is None or 0.0 <= r[key] <= 1.0
+            assert (r["mean"] is None) == (r["groups_both"] == 0) and r["groups"] == 3
+            assert 0.0 <= r["neighbour_frac"] <= 1.0
+        sizes = c["memory"]
+        # only the fill set is written (G completions per fill question); the eval set never is
+        assert sizes["success_values"] + sizes["failure_values"] == c["fill_questions"] * 2
+    assert cells[0]["memory"]["failure_keys"] == 0 and cells[0]["exploit"]["neighbour_frac"] == 0.0
+    assert cells[-1]["fill_questions"] == 4 and cells[-1]["explore"]["neighbour_frac"] == 1.0
+    assert cells[-1]["explore"]["vs_nearest_failure"]["n"] == 6
+    cache = report["samples"]["cache"]
+    rows = [json.loads(line) for line in open(cache)]
+    assert sorted((r["split"], r["index"]) for r in rows) == [("test", i) for i in range(3)] + [("train", i) for i in range(4)]
+    assert all(len(r["completions"]) == 2 for r in rows)
+
+    # a rerun samples nothing and loads no model (this path does not exist) and reports the same cells
+    again = mm.main([a if a != str(tiny_model_dir) else str(tmp_path / "no-model") for a in argv] + ["--cache", cache])
+    assert again["cells"] == cells
+    assert len(open(cache).readlines()) == len(rows)
