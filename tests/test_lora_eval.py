@@ -59,6 +59,20 @@ def test_lora_run_writes_adapter_checkpoint_and_merged_copy(lora_run):
 
 
 @pytest.mark.slow
+def test_lora_run_resumes_with_the_medium_tier(lora_run, tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(lora_run, out)
+    proc = run([sys.executable, "run_gsm8k.py", "--model_name", tiny_model_dir, "--use_ir", "r1", "--data_dir", data_dir,
+                "--lora_r", "4", "--bs", "1", "--gc", "1", "--num_generations", "2", "--L", "8", "--max_steps", "2",
+                "--save_steps", "1", "--report_to", "none", "--do_eval", "--eval_steps", "1", "--eval_samples", "2",
+                "--output_dir", out, "--resume"], env={**SUBPROCESS_ENV, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = [json.loads(line) for line in open(out / "training_stats.jsonl") if "eval_accuracy" in line]
+    assert [e["step"] for e in evals] == [1, 2]
+    assert saved_merge(out / "checkpoint-2") == (out / MERGED_DIR).resolve()  # merged/ now holds the newest checkpoint
+
+
+@pytest.mark.slow
 def test_strict_tier_scores_lora_checkpoint_from_training_venv(lora_run, data_dir, tmp_path):
     ckpt = lora_run / "checkpoint-1"
     proc = run([sys.executable, "run_eval.py", "--task", "gsm8k", "--model_name", ckpt, "--data_dir", data_dir,
