@@ -3,7 +3,7 @@
 Encoding the completions is nearly all of a memory reward call (`bench/memory_bench.py`), so on a CPU
 the embedder runs here instead of in torch. `OnnxSentenceEncoder` has the slice of the
 `SentenceTransformer` interface the memory uses (`encode`, `get_embedding_dimension`, `device`,
-`name_or_path`). `ir_knn_st.load_embedder(..., backend="onnx" | "onnx-int8")` builds it.
+`name_or_path`). `ir_knn_st.load_embedder(..., backend="onnx")` builds it (fp32).
 
 Choices:
 - Export, offline, from the local sentence-transformers directory with `torch.onnx.export`'s
@@ -14,10 +14,11 @@ Choices:
 - The export is checked against torch on a few texts and refused if any embedding differs by more
   than EXPORT_TOLERANCE. Exports are cached under `.cache/onnx/<sha256 of the model files>/`, written
   atomically, so several processes may export at once and a changed model is re-exported.
-- `onnx-int8`: onnxruntime's dynamic quantization with per-channel int8 weights, MatMuls with
-  constant weights only. Per-tensor weights, or also quantizing the attention's activation x
-  activation MatMuls, gave a minimum cosine of 0.94 to the fp32 embedding on GSM8K solutions;
-  this setting gives 0.993. Lossy: see the README's memory benchmark for what it does to rewards.
+- `quantized=True` (int8, measured by `bench/memory_bench.py`, not offered for training): onnxruntime's
+  dynamic quantization with per-channel int8 weights, MatMuls with constant weights only. Per-tensor
+  weights, or also quantizing the attention's activation x activation MatMuls, gave a minimum cosine of
+  0.94 to the fp32 embedding on GSM8K solutions; this setting gives 0.993, still far too lossy for the
+  rewards (README, memory benchmark).
 - Texts are sorted by length and run one per session call: no padding, and on this CPU the
   fastest batch size (see INFER_BATCH_SIZE).
 - Threads: as many intra-op threads as torch would use (`torch.get_num_threads()`, so
@@ -35,7 +36,8 @@ EXPORT_VERSION = 1  # bump when the export or quantization settings change: old 
 OPSET = 17  # the TorchScript exporter's well-trodden opset for BERT-style models
 EXPORT_TOLERANCE = 1e-4  # max |fp32 ONNX - torch| per embedding entry accepted at export (measured: ~2e-7)
 # Texts per session call. Sorted by length, one text per call needs no padding at all: on this 2-core CPU
-# (1 thread, 34 GSM8K-length texts) 1 took 0.81 CPU-s, 4 took 1.5, 8 took 1.2; torch at 8 took 1.25.
+# (1 thread, 34 GSM8K-length texts) it took 0.81 CPU-s against torch's 1.25 at its batch of 8; batches
+# of 2 and 4 were slower than 1 (wall-clock, busy machine).
 INFER_BATCH_SIZE = 1
 
 

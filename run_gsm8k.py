@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--embedder", default=os.environ.get(EMBEDDER_ENV, DEFAULT_EMBEDDER),
                    help=f"sentence-transformers model for memory keys and values (env ${EMBEDDER_ENV})")
     g.add_argument("--embed_backend", default="auto", choices=EMBED_BACKENDS,
-                   help="embedder runtime: auto = torch on GPU, ONNX Runtime fp32 on CPU; onnx-int8 is faster and lossy")
+                   help="memory embedder runtime: auto = torch on GPU, ONNX Runtime fp32 (same embeddings, faster) on CPU")
     g.add_argument("--explore_warmup", type=int, default=50, help="explore reward is 0 for this many optimizer steps")
     g.add_argument("--explore_warmup_unit", default="steps", choices=["steps", "keys"], help="'keys' reproduces the original (counts stored keys)")
     g.add_argument("--memory_write_first", action="store_true", help="reproduce the original: write a batch to memory before scoring it")

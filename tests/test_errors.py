@@ -29,7 +29,7 @@ def test_malformed_data_row_is_one_line(tiny_model_dir, data_dir, tmp_path):
     ("--model_name models/nope", "argument --model_name: model directory not found: 'models/nope'"),
     ("--lora_r -1", "argument --lora_r: must be >= 0, got -1"),
     ("--save_merged", "argument --save_merged: needs --lora_r > 0"),
-    ("--embed_backend onnx-fp8", "argument --embed_backend: invalid choice: 'onnx-fp8'"),
+    ("--embed_backend onnx-int8", "argument --embed_backend: invalid choice: 'onnx-int8'"),
 ])
 def test_dry_run_checks_paths_and_flags(args, message):
     proc = run([sys.executable, "run_gsm8k.py", *args.split(), "--dry_run"])
