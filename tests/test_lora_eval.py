@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import run_compare
 from eval_cases import ROOT, SUBPROCESS_ENV, eval_python, run
 from models import MERGED_DIR, MERGED_MARKER, full_model_dir, generate_batched, load_causal_lm, merge_adapter, saved_merge
 
@@ -54,6 +55,7 @@ def test_lora_run_writes_adapter_checkpoint_and_merged_copy(lora_run):
     assert (merged / "config.json").is_file() and (merged / "tokenizer_config.json").is_file()
     assert json.loads((merged / MERGED_MARKER).read_text())["adapter_dir"] == str(ckpt.resolve())
     assert saved_merge(ckpt) == merged.resolve()
+    assert run_compare.checkpoints(lora_run) == [(1, ckpt)]  # run_compare evaluates adapter checkpoints too
     stats = [json.loads(line) for line in open(lora_run / "training_stats.jsonl")]
     assert any("eval_accuracy" in s for s in stats)  # the medium tier ran on the LoRA model
 
