@@ -48,6 +48,7 @@ import plot_stats
 import run_gsm8k
 from data import DATA_ENV, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
+from models import is_adapter_dir
 from plot_stats import mean_std, method_label
 from tasks import TASKS, get_task, parse_options
 
@@ -195,11 +196,11 @@ def run_name(method: str, seed: int) -> str:
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, dir) of the run's checkpoint-<step> folders, by step."""
+    """(step, dir) of the run's checkpoint-<step> folders (full models or LoRA adapters), by step."""
     found = []
     for d in Path(run_dir).glob("checkpoint-*"):
         step = d.name.rsplit("-", 1)[1]
-        if step.isdigit() and (d / "config.json").is_file():
+        if step.isdigit() and ((d / "config.json").is_file() or is_adapter_dir(d)):
             found.append((int(step), d))
     return sorted(found)
 

@@ -19,7 +19,11 @@ extracted, gold, correct), then prints a one-line summary per task. OUTPUT_DIR d
 
 Choices:
 - lighteval runs in its own venv, `.venv-eval` (`make eval-env`, from requirements-eval.txt): it needs
-  older huggingface-hub, xxhash and math-verify pins than the training stack.
+  older huggingface-hub, xxhash and math-verify pins than the training stack. Run by a python without
+  lighteval (the training venv), the script re-runs the same command under `.venv-eval/bin/python`
+  (or $MEMORYR_EVAL_PYTHON), saying so in one line, so the seed's `python run_eval.py ...` works as written.
+- A LoRA checkpoint (adapter_config.json, no config.json) is scored as its base with the adapter merged
+  in (`models.full_model_dir`: the run's merged/ copy when it matches, else a temporary merge).
 - lighteval's Pipeline is not used. Its task Registry imports every built-in task module, and one of them
   (tiny_benchmarks) downloads tinyBenchmarks.pkl at import, which fails offline; the Registry also
   cannot take our prompts. We call the same public pieces the Pipeline calls: `load_model`,
@@ -31,9 +35,11 @@ Choices:
 - Tokenisation adds no special tokens beyond the chat template's, as in training.
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -41,11 +47,13 @@ from pathlib import Path
 
 from answers import extract_xml_answer
 from data import read_jsonl
-from models import model_path_error
+from models import full_model_dir, model_path_error
 from prompts import SYSTEM_PROMPT, build_messages
 from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
+EVAL_PYTHON_ENV = "MEMORYR_EVAL_PYTHON"  # the eval venv's python, if not .venv-eval/bin/python beside this file
+REEXEC_ENV = "MEMORYR_EVAL_REEXEC"  # set on the re-run, so a python that still lacks lighteval is never re-run again
 EVAL_ENV_HINT = ("the strict tier runs in its own venv: build it with `make eval-env` "
                  "(python3 -m venv .venv-eval && .venv-eval/bin/pip install -r requirements-eval.txt), "
                  "then run `.venv-eval/bin/python run_eval.py ...`")
@@ -214,18 +222,30 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
     return results
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    rows = {task: load_rows(args, task) for task in args.tasks}  # fail on bad data before loading a model
-    if importlib.util.find_spec("lighteval") is None:
+def rerun_in_eval_env(argv) -> None:
+    """Without lighteval here, replace this process by the same command under the eval venv's python, if there is one."""
+    if importlib.util.find_spec("lighteval") is not None:
+        return
+    python = Path(os.environ.get(EVAL_PYTHON_ENV) or Path(__file__).resolve().parent / ".venv-eval" / "bin" / "python")
+    if os.environ.get(REEXEC_ENV) or not python.is_file() or Path(sys.executable).absolute() == python.absolute():
         sys.exit(f"error: lighteval is not installed in {sys.executable}; {EVAL_ENV_HINT}")
+    print(f"run_eval.py: lighteval is not in {sys.executable}; running this command under {python}", file=sys.stderr, flush=True)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    os.execve(str(python), [str(python), str(Path(__file__).resolve()), *argv], {**os.environ, REEXEC_ENV: "1"})
+
+
+def main(argv=None):
+    args = parse_args(argv)  # --help and bad flags need no lighteval
+    rerun_in_eval_env(argv)
+    rows = {task: load_rows(args, task) for task in args.tasks}  # fail on bad data before loading a model
     # Without a task Registry, lighteval's prediction cache warns once per lookup; it is a throwaway dir here.
     logging.getLogger("lighteval.utils.cache_management").setLevel(logging.ERROR)
 
-    with tempfile.TemporaryDirectory(prefix="lighteval-cache-") as cache_dir:
+    with tempfile.TemporaryDirectory(prefix="lighteval-cache-") as cache_dir, contextlib.ExitStack() as stack:
         model = None
         if args.responses is None:
-            model = load_strict_model(args.model_name, args.batch_size, args.max_new_tokens, cache_dir)
+            model_dir = stack.enter_context(full_model_dir(args.model_name))  # a LoRA adapter: merged into its base
+            model = load_strict_model(model_dir, args.batch_size, args.max_new_tokens, cache_dir)
         results = [evaluate_task(args, task, rows[task], model) for task in args.tasks]
 
     print(f"{'task':<18} {'n':>5} {'accuracy':>9} {'stderr':>7} {'s/sample':>9}  model")

@@ -22,6 +22,12 @@ Choices:
 - `--dry_run` validates everything it can without weights and prints the resolved configuration.
 - `--resume` continues from the newest checkpoint in --output_dir: weights, optimizer, scheduler,
   RNG and the episodic memory saved beside it.
+- With `--lora_r`, checkpoints hold only the adapter; `--save_merged` (on by default with LoRA) also
+  writes <output_dir>/merged, the last checkpoint merged into its base, which vLLM and lighteval load
+  directly. A local --model_name is recorded as an absolute path, so the adapter's base is found from
+  any working directory.
+- Bad input is one line and exit status 2 before anything loads: every flag, the model and embedder
+  paths (`--dry_run` included), and a malformed data row (named file:line).
 """
 import argparse
 import importlib.util
@@ -33,8 +39,8 @@ from pathlib import Path
 import rewards
 from data import DATA_ENV, resolve_data_dir
 from exploration import DEFAULT_BATCH_C, DEFAULT_MAX_ANSWERS, DEFAULT_MAX_QUESTIONS, DEFAULT_UCB_C
-from ir_knn_st import DEFAULT_EMBEDDER
-from models import model_path_error
+from ir_knn_st import DEFAULT_EMBEDDER, EMBED_BACKENDS, resolve_embedder
+from models import MERGED_DIR, merge_adapter, model_path_error
 from prompts import build_messages
 from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
@@ -52,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data_dir", default=None, help=f"local data folder with <task>/<split>.jsonl (else ${DATA_ENV}, else the Hub)")
     g.add_argument("--num_shots", type=int, default=0, help="worked exemplars in each prompt (fixed set, chosen with --seed)")
     g.add_argument("--lora_r", type=int, default=0, help="LoRA rank through peft; 0 trains all weights")
+    g.add_argument("--save_merged", type=int, nargs="?", const=1, default=None,
+                   help=f"with LoRA, also write <output_dir>/{MERGED_DIR}: the last checkpoint merged into its base (default: on with LoRA)")
 
     g = p.add_argument_group("method: rewards and episodic memory")
     g.add_argument("--use_ir", default="r1", choices=list(rewards.USE_IR_CHOICES), metavar="USE_IR",
@@ -61,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int, default=1, help="neighbouring questions retrieved from memory")
     g.add_argument("--embedder", default=os.environ.get(EMBEDDER_ENV, DEFAULT_EMBEDDER),
                    help=f"sentence-transformers model for memory keys and values (env ${EMBEDDER_ENV})")
+    g.add_argument("--embed_backend", default="auto", choices=EMBED_BACKENDS,
+                   help="memory embedder runtime: auto = torch on GPU, ONNX Runtime fp32 (same embeddings, faster) on CPU")
     g.add_argument("--explore_warmup", type=int, default=50, help="explore reward is 0 for this many optimizer steps")
     g.add_argument("--explore_warmup_unit", default="steps", choices=["steps", "keys"], help="'keys' reproduces the original (counts stored keys)")
     g.add_argument("--memory_write_first", action="store_true", help="reproduce the original: write a batch to memory before scoring it")
@@ -160,6 +170,17 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
     bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
     if bad_model:
         p.error(bad_model)
+    if Path(args.model_name).expanduser().is_dir():  # absolute, so a LoRA adapter's recorded base is found from anywhere
+        args.model_name = str(Path(args.model_name).expanduser().resolve())
+    try:
+        resolve_embedder(args.embedder)
+    except (FileNotFoundError, ValueError) as e:
+        p.error(f"argument {e}")
+    if args.lora_r < 0:
+        p.error(f"argument --lora_r: must be >= 0, got {args.lora_r}")
+    if args.save_merged and not args.lora_r:
+        p.error("argument --save_merged: needs --lora_r > 0 (without LoRA every checkpoint is a full model already)")
+    args.save_merged = bool(args.lora_r) if args.save_merged is None else bool(args.save_merged)
     try:
         resolve_data_dir(args.data_dir)
     except FileNotFoundError as e:
@@ -184,7 +205,7 @@ def reward_options(args) -> dict:
     names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
              "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit",
              "outcome_ucb_c", "outcome_ucb_batch_c", "outcome_ucb_max_questions", "outcome_ucb_max_answers",
-             "outcome_ucb_weight", "novelty_weight"]
+             "outcome_ucb_weight", "novelty_weight", "embed_backend"]
     return {n: getattr(args, n) for n in names}
 
 
@@ -236,7 +257,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         entropy_coef=rewards.entropy_coef(args.use_ir, args.entropy_coef), use_adaptive_entropy=args.use_adaptive_entropy,
         **{n: getattr(args, n) for n in ENTROPY_FLAGS if getattr(args, n) is not None},
         # hardware
-        bf16=cuda, gradient_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time
+        bf16=cuda, activation_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time (transformers 5 name)
         use_cpu=not cuda,  # without it accelerate sees one process under torchrun on CPU
         use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
         # logging and checkpoints
@@ -283,8 +304,11 @@ def main(argv=None):
     from training import EvalGRPOTrainer, MemoryCheckpointCallback, StatsJsonlCallback, truncate_stats
 
     set_seed(args.seed)
-    train_ds = load_split("train", args).shuffle(seed=args.seed)
-    eval_ds = load_split("test", args, args.eval_samples) if args.do_eval else None
+    try:
+        train_ds = load_split("train", args).shuffle(seed=args.seed)
+        eval_ds = load_split("test", args, args.eval_samples) if args.do_eval else None
+    except (ValueError, FileNotFoundError) as e:  # a malformed row names file:line: say that, no traceback
+        p.exit(2, f"{p.prog}: error: {e}\n")
     reward_funcs, reward_weights = rewards.make_reward_funcs(args.use_ir, args.k, task=args.task, max_completion_length=args.L,
                                                              **reward_options(args))
     config.reward_weights = reward_weights
@@ -324,6 +348,9 @@ def main(argv=None):
             truncate_stats(os.path.join(args.output_dir, "training_stats.jsonl"), int(resume_from.rsplit("-", 1)[1]))
     trainer.train(resume_from_checkpoint=resume_from)
     if trainer.is_world_process_zero():
+        if args.save_merged and latest_checkpoint(args.output_dir):
+            merged = merge_adapter(latest_checkpoint(args.output_dir), Path(args.output_dir) / MERGED_DIR)
+            print(f"merged {latest_checkpoint(args.output_dir)} into its base: {merged}")
         print(f"done: checkpoints in {args.output_dir}/checkpoint-*, stats in {args.output_dir}/training_stats.jsonl")
     return 0
 

@@ -1,5 +1,8 @@
 """Time one Memory-R+ reward call (exploit + explore) against memories of 1k, 10k and 100k stored responses.
 
+    python bench/memory_bench.py --data_dir ../shared/data --threads 1 \
+        --variants torch-nodedup torch onnx onnx-int8 --reward_check tests/data/smollm2_gsm8k_completions.jsonl
+
 One "call" is what TRL does per batch: `exploit_reward` then `explore_reward` on P prompts x G
 completions (default 2 x 16), with completions of GSM8K length (gold train solutions wrapped in
 <reasoning>/<answer>, half right, half wrong) to fresh questions, so each call embeds its
@@ -13,15 +16,23 @@ Choices:
 - Stored responses are split evenly between the success and the failure memory, spread over up to
   --max_keys question keys per memory (GSM8K train has 7473 questions; the paper's N is the dataset
   size), at most --max_values (L) per key.
+- Variants (--variants) are embedder set-ups timed in the same run: `torch` and `onnx` are
+  `--embed_backend` values, `onnx-int8` the int8-quantized ONNX model (measured, not offered:
+  too lossy); all three deduplicate identical texts. `torch-nodedup` is the encode
+  path before deduplication and ONNX (every text through sentence-transformers), the baseline the
+  speed-ups are reported against. The original Memory-R code is not in this repository, so it is
+  not timed here. --distinct D < G makes each group hold only D distinct completions (as when a
+  policy starts to repeat itself), which is where deduplication pays.
+- --reward_check FILE replays a fixed batch of real completions (bench/sample_completions.py) through
+  a fresh memory per variant, batch after batch, and reports the largest |reward - baseline's reward|
+  over every exploit and explore reward: what a faster encoder changes in the rewards.
 - Timing: median and min of --repeats calls per size after one untimed warm-up round, the sizes
-  taking turns call by call so that load from other jobs hits them alike; in wall-clock and in
+  and variants taking turns call by call so that load from other jobs hits them alike; in wall-clock and in
   this process's CPU seconds (with --threads 1 the CPU time is what an idle core would take, even
   when other jobs share the machine). `encode_s` is the part of a call spent in its one `encode`;
   `memory_cpu_s` (call minus encode, CPU seconds) is the memory's own work: retrieval, scoring,
   normalisation and writing.
 Targets on a 2-core CPU: <= 1.0 s per 2x16 call at 10k stored responses, <= 2x growth 1k -> 100k.
-
-    python bench/memory_bench.py --data_dir ../shared/data
 """
 import argparse
 import json
@@ -33,11 +44,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from answers import extract_reasoning  # noqa: E402
 from data import read_jsonl, resolve_data_dir  # noqa: E402
-from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder  # noqa: E402
+from ir_knn_st import DEFAULT_EMBEDDER, ENCODE_BATCH_SIZE, MemoryReward, load_embedder, resolve_embedder  # noqa: E402
 from ir_knn_st2 import SentenceMemoryReward  # noqa: E402
 
 NOISE = 0.05  # std of the noise that turns one pool embedding into many distinct, still GSM8K-like ones
+VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-int8")  # see the module docstring
 
 
 def parse_args(argv=None):
@@ -47,19 +60,26 @@ def parse_args(argv=None):
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="stored responses (both memories together)")
     g.add_argument("--prompts", type=int, default=2, help="P: distinct questions per call")
     g.add_argument("--generations", type=int, default=16, help="G: completions per question")
-    g.add_argument("--repeats", type=int, default=5, help="timed calls per size")
-    g = p.add_argument_group("memory")
+    g.add_argument("--distinct", type=int, default=None, help="distinct completions per question (default: G, all distinct)")
+    g.add_argument("--repeats", type=int, default=5, help="timed calls per size and variant")
+    g = p.add_argument_group("memory and embedder")
     g.add_argument("--k", type=int, default=1)
     g.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    g.add_argument("--variants", nargs="+", default=["torch"], choices=VARIANTS,
+                   help="embedder set-ups to time in this run (first = baseline for speed-ups and --reward_check)")
     g.add_argument("--device", default=None, help="embedder device (default: cuda if available, else cpu)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
+    g.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime CPU threads (default: torch's choice)")
     g.add_argument("--sentence", action="store_true", help="time the sentence-level memory (ir_knn_st2)")
     g.add_argument("--max_values", type=int, default=100, help="L: values per key")
     g.add_argument("--max_keys", type=int, default=7473, help="question keys per memory used for the fill")
     g.add_argument("--pool", type=int, default=256, help="train rows embedded for real to seed the fill")
+    g.add_argument("--reward_check", default=None, help="jsonl of real completions (question, answer, completion) to replay")
     args = p.parse_args(argv)
     if resolve_data_dir(args.data_dir) is None:
         p.error("argument --data_dir: needs local GSM8K (or set $MEMORYR_DATA_DIR)")
+    args.distinct = args.distinct or args.generations
+    if not 1 <= args.distinct <= args.generations:
+        p.error(f"argument --distinct: must be between 1 and --generations, got {args.distinct}")
     return args
 
 
@@ -87,14 +107,15 @@ def fill(mem, stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int
         memory.write(questions, noisy(pool_q, n_keys, rng), noisy(pool_v, len(owner), rng), owner)
 
 
-def call_batch(rows, start, prompts, generations):
-    """TRL reward kwargs for `prompts` fresh questions x `generations` GSM8K-length completions."""
+def call_batch(rows, start, prompts, generations, distinct):
+    """TRL reward kwargs for `prompts` fresh questions x `generations` GSM8K-length completions, `distinct` of them different."""
     b = {"prompts": [], "completions": [], "question": [], "answer": []}
     for p in range(prompts):
         row = rows[start + p]
         for g in range(generations):
-            other = rows[(start + prompts + p * generations + g) % len(rows)]  # another problem's solution
-            said = row["gold"] if g % 2 == 0 else "0"
+            d = g % distinct  # completions d, d + distinct, ... of a group are the same text
+            other = rows[(start + prompts + p * generations + d) % len(rows)]  # another problem's solution
+            said = row["gold"] if d % 2 == 0 else "0"
             text = f"<reasoning>\n{other['solution']}\n</reasoning>\n<answer>\n{said}\n</answer>"
             b["prompts"].append([{"role": "user", "content": row["question"]}])
             b["completions"].append([{"role": "assistant", "content": text}])
@@ -118,6 +139,60 @@ def timed_encoder(mem) -> list[float]:
     return clock
 
 
+def without_dedup(mem, model):
+    """Make `mem` encode the way it did before deduplication: every text through `model.encode`, batches of 8."""
+    def encode(texts):
+        out = model.encode(list(texts), batch_size=ENCODE_BATCH_SIZE, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float32)
+
+    mem.encode = encode
+
+
+def load_variant(args, variant):
+    """The embedder a --variants name stands for."""
+    if variant == "onnx-int8":
+        from onnx_embedder import OnnxSentenceEncoder
+
+        return OnnxSentenceEncoder(resolve_embedder(args.embedder), quantized=True)
+    return load_embedder(args.embedder, device=args.device, backend=variant.removesuffix("-nodedup"))
+
+
+def new_memory(args, cls, model, variant):
+    mem = cls(k=args.k, explore=True, embedder=model, explore_warmup=0, memory_max_values=args.max_values)
+    if variant == "torch-nodedup":
+        without_dedup(mem, model)
+    return mem
+
+
+def completion_batches(path, per_batch: int) -> list[dict]:
+    """TRL reward kwargs from a jsonl of real completions (question, answer, completion), `per_batch` rows a batch.
+
+    The memory embeds each completion's reasoning (its <reasoning> text, else the whole completion). A small
+    model is rarely right, and an all-wrong batch leaves the success memory (exploit) empty, so every second
+    completion is given its gold answer: the reasoning is the model's, both memories fill.
+    """
+    def wrap(i, r):
+        said = r["answer"] if i % 2 == 0 else "0"
+        return f"<reasoning>\n{extract_reasoning(r['completion'])}\n</reasoning>\n<answer>\n{said}\n</answer>"
+
+    rows = read_jsonl(Path(path), lambda r: {"question": r["question"], "answer": str(r["answer"]), "completion": r["completion"]})
+    texts = [wrap(i, r) for i, r in enumerate(rows)]
+    return [{"prompts": [[{"role": "user", "content": r["question"]}] for r in rows[start:start + per_batch]],
+             "completions": [[{"role": "assistant", "content": t}] for t in texts[start:start + per_batch]],
+             "question": [r["question"] for r in rows[start:start + per_batch]],
+             "answer": [r["answer"] for r in rows[start:start + per_batch]]}
+            for start in range(0, len(rows), per_batch)]
+
+
+def replay(mem, batches) -> np.ndarray:
+    """Every exploit and explore reward of `batches`, scored and written one batch after another."""
+    out = []
+    for b in batches:
+        out += mem.exploit_reward(**b) + mem.explore_reward(**b)
+    return np.array(out)
+
+
 def time_call(mem, clock, b) -> dict:
     """Seconds for one TRL batch: exploit_reward then explore_reward (which returns the cached scores)."""
     clock[:] = [0.0, 0.0]
@@ -132,51 +207,64 @@ def main(argv=None):
     import torch
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # ONNX Runtime sessions take torch's thread count
     rows = gsm8k_rows(args.data_dir)
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    model = load_embedder(args.embedder, device=args.device)
-    load_s = time.perf_counter() - t0
     cls = SentenceMemoryReward if args.sentence else MemoryReward
+    models, load_s = {}, {}
+    for variant in args.variants:
+        t0 = time.perf_counter()
+        models[variant] = load_variant(args, variant)
+        load_s[variant] = time.perf_counter() - t0
+    baseline = args.variants[0]
+
+    if args.reward_check:
+        batches = completion_batches(args.reward_check, args.prompts * args.generations)
+        rewards = {v: replay(new_memory(args, cls, models[v], v), batches) for v in args.variants}
+        for v in args.variants:
+            print(json.dumps({"reward_check": args.reward_check, "variant": v, "baseline": baseline, "batches": len(batches),
+                              "rewards": len(rewards[v]), "max_abs_reward_diff": float(np.abs(rewards[v] - rewards[baseline]).max())}),
+                  flush=True)
+
     mems, clocks, fill_s = {}, {}, {}
-    for size in args.sizes:
-        mems[size] = cls(k=args.k, explore=True, embedder=model, explore_warmup=0, memory_max_values=args.max_values)
     t0 = time.perf_counter()
     pool = rows[-args.pool:]  # the fill uses the end of the train set, the timed calls its start
-    pool_q = mems[args.sizes[0]].encode([r["question"] for r in pool])
-    pool_v = mems[args.sizes[0]].encode([r["solution"] for r in pool])
+    pool_q = MemoryReward(embedder=models[baseline]).encode([r["question"] for r in pool])
+    pool_v = MemoryReward(embedder=models[baseline]).encode([r["solution"] for r in pool])
     pool_s = time.perf_counter() - t0
-    for size, mem in mems.items():
+    cells = [(v, size) for size in args.sizes for v in args.variants]
+    for cell in cells:
+        mems[cell] = new_memory(args, cls, models[cell[0]], cell[0])
         t0 = time.perf_counter()
-        fill(mem, size, pool_q, pool_v, args.max_keys, rng)
-        fill_s[size] = time.perf_counter() - t0
-        clocks[size] = timed_encoder(mem)
+        fill(mems[cell], cell[1], pool_q, pool_v, args.max_keys, rng)
+        fill_s[cell] = time.perf_counter() - t0
+        clocks[cell] = timed_encoder(mems[cell])
 
     per_call = args.prompts * (1 + args.generations)
-    timings = {size: [] for size in args.sizes}
+    timings = {cell: [] for cell in cells}
     n = 0
     for rep in range(args.repeats + 1):  # rep 0 warms up
-        for size in args.sizes:  # round robin: a burst of load from other jobs hits every size alike
-            n += 1
-            t = time_call(mems[size], clocks[size], call_batch(rows, n * per_call, args.prompts, args.generations))
+        n += 1
+        for cell in cells:  # round robin: a burst of load from other jobs hits every cell alike; same batches for all
+            t = time_call(mems[cell], clocks[cell], call_batch(rows, n * per_call, args.prompts, args.generations, args.distinct))
             if rep:
-                timings[size].append(t)
+                timings[cell].append(t)
 
-    first = None
-    for size, mem in mems.items():
-        med = {key: float(np.median([t[key] for t in timings[size]])) for key in timings[size][0]}
-        first = first or med["call"]
+    med = {cell: {key: float(np.median([t[key] for t in timings[cell]])) for key in timings[cell][0]} for cell in cells}
+    for (variant, size), mem in mems.items():
+        m = med[variant, size]
         print(json.dumps({
-            "stored_responses": size, "keys": mem.success.n_keys + mem.failure.n_keys,
+            "variant": variant, "stored_responses": size, "keys": mem.success.n_keys + mem.failure.n_keys,
             "values": mem.success.n_values + mem.failure.n_values, "prompts": args.prompts,
-            "generations": args.generations, "k": args.k, "level": mem.level,
-            "call_s_median": round(med["call"], 4), "call_s_min": round(min(t["call"] for t in timings[size]), 4),
-            "call_cpu_s_median": round(med["call_cpu"], 4), "encode_s_median": round(med["encode"], 4),
-            "memory_cpu_s_median": round(float(np.median([t["call_cpu"] - t["encode_cpu"] for t in timings[size]])), 4),
-            "growth_vs_first": round(med["call"] / first, 3), "fill_s": round(fill_s[size], 2),
-            "embedder_load_s": round(load_s, 2), "pool_encode_s": round(pool_s, 2),
-            "device": str(model.device), "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+            "generations": args.generations, "distinct": args.distinct, "k": args.k, "level": mem.level,
+            "call_s_median": round(m["call"], 4), "call_s_min": round(min(t["call"] for t in timings[variant, size]), 4),
+            "call_cpu_s_median": round(m["call_cpu"], 4), "encode_s_median": round(m["encode"], 4),
+            "memory_cpu_s_median": round(float(np.median([t["call_cpu"] - t["encode_cpu"] for t in timings[variant, size]])), 4),
+            "growth_vs_first_size": round(m["call"] / med[variant, args.sizes[0]]["call"], 3),
+            "speedup_vs_baseline": round(med[baseline, size]["call"] / m["call"], 2),
+            "cpu_speedup_vs_baseline": round(med[baseline, size]["call_cpu"] / m["call_cpu"], 2),
+            "fill_s": round(fill_s[variant, size], 2), "embedder_load_s": round(load_s[variant], 2), "pool_encode_s": round(pool_s, 2),
+            "device": str(getattr(models[variant], "device", "cpu")), "threads": torch.get_num_threads(), "repeats": args.repeats,
         }), flush=True)
     return 0
 

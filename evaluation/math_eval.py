@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from evaluation.grader import loose_verdict  # noqa: E402
-from models import generate_batched, model_path_error  # noqa: E402
+from models import full_model_dir, generate_batched, load_causal_lm, model_path_error  # noqa: E402
 from prompts import build_messages  # noqa: E402
 from tasks import TASKS, exemplars, get_task, load_task, parse_options  # noqa: E402
 
@@ -114,26 +114,26 @@ class Generator:
     """Greedy or sampled completions for a list of prompt strings, with vLLM or transformers."""
 
     def __init__(self, model_path: str, use_vllm: bool, seed: int):
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        """model_path: a full model, a Hub id or a LoRA adapter directory (merged into its base, see models.py)."""
         self.seed = seed
         self.llm = None
         if use_vllm:
             try:
                 from vllm import LLM
-                self.llm = LLM(model=model_path, seed=seed)
             except ImportError:
                 warnings.warn("--use_vllm given but vllm is not installed: generating with transformers instead")
+            else:
+                from transformers import AutoTokenizer
+
+                with full_model_dir(model_path) as model_dir:  # vLLM reads everything it needs at start-up
+                    self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+                    self.llm = LLM(model=model_dir, seed=seed)
         if self.llm is None:
             import torch
-            from transformers import AutoModelForCausalLM
 
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
             dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # CPU bf16 matmuls are slow
-            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
-            if self.tokenizer.pad_token is None:
-                self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype, device=self.device)
 
     def generate(self, prompts, max_new_tokens, temperature, top_p, n, batch_size) -> list[list[str]]:
         if self.llm is not None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from eval_cases import CASES, ROOT, eval_python, run, strict_table  # noqa: F401 (fixture)
+from eval_cases import CASES, ROOT, SUBPROCESS_ENV, eval_python, run, strict_table  # noqa: F401 (fixture)
 
 RESULT_KEYS = {"task", "model", "accuracy", "stderr", "n", "num_shots", "max_new_tokens", "seconds",
                "seconds_per_sample"}
@@ -21,8 +21,10 @@ def test_help_needs_no_lighteval():
 
 @pytest.mark.skipif(importlib.util.find_spec("lighteval") is not None, reason="this venv has lighteval")
 def test_without_lighteval_one_clear_error(tiny_model_dir, data_dir, tmp_path):
+    # no eval venv to re-run under either (with one, tests/test_lora_eval.py checks the re-run)
+    env = {**SUBPROCESS_ENV, "MEMORYR_EVAL_PYTHON": str(tmp_path / "no-such-python")}
     proc = run([sys.executable, "run_eval.py", "--task", "gsm8k", "--model_name", tiny_model_dir,
-                "--data_dir", data_dir, "--max_samples", "1", "--output_dir", tmp_path])
+                "--data_dir", data_dir, "--max_samples", "1", "--output_dir", tmp_path], env=env)
     assert proc.returncode != 0
     assert "lighteval is not installed" in proc.stderr and "make eval-env" in proc.stderr
     assert "Traceback" not in proc.stderr
