@@ -20,9 +20,18 @@ Choices:
   `--embed_backend` values, `onnx-int8` the int8-quantized ONNX model (measured, not offered:
   too lossy); all three deduplicate identical texts. `torch-nodedup` is the encode
   path before deduplication and ONNX (every text through sentence-transformers), the baseline the
-  speed-ups are reported against. The original Memory-R code is not in this repository, so it is
-  not timed here. --distinct D < G makes each group hold only D distinct completions (as when a
+  speed-ups are reported against. --distinct D < G makes each group hold only D distinct completions (as when a
   policy starts to repeat itself), which is where deduplication pays.
+- --original_repo DIR also times the original Memory-R code (github.com/thaihungle/Memory-R, not in this
+  repository: check it out yourself, `git clone https://github.com/thaihungle/Memory-R /tmp/Memory-R`, and
+  pass the checkout). Its `rewards/ir_knn_st.py` is imported from there at run time, and its two
+  `FastKNNMemory`s are built as its run_gsm8k.py does for memoryr+ (max_keys=10000, max_values=100,
+  history_size=100, anneal_rate=1, explore_phase=500 for explore), on the same local embedder. One call is
+  our own driver of its call pattern (OriginalMemoryR): its exploit reward loop, then its explore loop, one
+  completion at a time (insert_pair if right / wrong, then novelty_score_mean / novelty_score_max), where
+  each of its encodes embeds one text. Its memories are filled through its own insert_pair with the same
+  fill embeddings as ours (its encoder bypassed for the fill only: by encoding, 1k would take 2000 single
+  encodes, ~1 min, and 100k over an hour), so it runs at every size. Every variant reports its speed-up against it.
 - --reward_check FILE replays a fixed batch of real completions (bench/sample_completions.py) through
   a fresh memory per variant, batch after batch, and reports the largest |reward - baseline's reward|
   over every exploit and explore reward: what a faster encoder changes in the rewards.
@@ -35,6 +44,7 @@ Choices:
 Targets on a 2-core CPU: <= 1.0 s per 2x16 call at 10k stored responses, <= 2x growth 1k -> 100k.
 """
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -44,13 +54,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from answers import extract_reasoning  # noqa: E402
+from answers import extract_reasoning, extract_xml_answer  # noqa: E402
 from data import read_jsonl, resolve_data_dir  # noqa: E402
 from ir_knn_st import DEFAULT_EMBEDDER, ENCODE_BATCH_SIZE, MemoryReward, load_embedder, resolve_embedder  # noqa: E402
 from ir_knn_st2 import SentenceMemoryReward  # noqa: E402
 
 NOISE = 0.05  # std of the noise that turns one pool embedding into many distinct, still GSM8K-like ones
 VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-int8")  # see the module docstring
+ORIGINAL = "original"  # the cells that time the original Memory-R code (--original_repo)
+ORIGINAL_MODULE = "rewards/ir_knn_st.py"  # where the original keeps FastKNNMemory
 
 
 def parse_args(argv=None):
@@ -74,7 +86,13 @@ def parse_args(argv=None):
     g.add_argument("--max_keys", type=int, default=7473, help="question keys per memory used for the fill")
     g.add_argument("--pool", type=int, default=256, help="train rows embedded for real to seed the fill")
     g.add_argument("--reward_check", default=None, help="jsonl of real completions (question, answer, completion) to replay")
+    g.add_argument("--original_repo", default=None,
+                   help="a checkout of github.com/thaihungle/Memory-R: also time its FastKNNMemory (see above)")
     args = p.parse_args(argv)
+    if args.original_repo and not (Path(args.original_repo) / ORIGINAL_MODULE).is_file():
+        p.error(f"argument --original_repo: no {ORIGINAL_MODULE} under {args.original_repo}")
+    if args.original_repo and args.sentence:
+        p.error("argument --original_repo: the original memory is response level, not with --sentence")
     if resolve_data_dir(args.data_dir) is None:
         p.error("argument --data_dir: needs local GSM8K (or set $MEMORYR_DATA_DIR)")
     args.distinct = args.distinct or args.generations
@@ -95,16 +113,86 @@ def noisy(base: np.ndarray, n: int, rng) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def fill(mem, stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int, rng):
-    """Put `stored` responses into the two memories, half each, spread over up to max_keys keys."""
-    for memory, n in zip(mem.memories(), (stored - stored // 2, stored // 2)):
+def fill_plan(stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int, max_values: int, rng):
+    """What `fill` writes: per memory (success, failure: half the responses each, spread over up to
+    max_keys keys) its questions, key embeddings, value embeddings and each value's key."""
+    plans = []
+    for n in (stored - stored // 2, stored // 2):
         n_keys = min(max_keys, n)
         per_key = np.full(n_keys, n // n_keys) + (np.arange(n_keys) < n % n_keys)
-        if per_key.max() > mem.max_values:
-            raise SystemExit(f"{stored} responses do not fit {max_keys} keys x {mem.max_values} values")
-        questions = [f"fill question {i}" for i in range(n_keys)]
+        if per_key.max() > max_values:
+            raise SystemExit(f"{stored} responses do not fit {max_keys} keys x {max_values} values")
         owner = np.repeat(np.arange(n_keys), per_key)
-        memory.write(questions, noisy(pool_q, n_keys, rng), noisy(pool_v, len(owner), rng), owner)
+        plans.append(([f"fill question {i}" for i in range(n_keys)], noisy(pool_q, n_keys, rng), noisy(pool_v, len(owner), rng), owner))
+    return plans
+
+
+def fill(mem, stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int, rng):
+    """Put `stored` responses into the two memories (see fill_plan)."""
+    for memory, plan in zip(mem.memories(), fill_plan(stored, pool_q, pool_v, max_keys, mem.max_values, rng)):
+        memory.write(*plan)
+
+
+class OriginalMemoryR:
+    """The original Memory-R+ rewards (thaihungle/Memory-R, run_gsm8k.py) driving its FastKNNMemory.
+
+    Our driver of its call pattern, not its code: exploit (success memory) then explore (failure memory),
+    each a loop over the completions that inserts (question, reasoning) when the answer is right (exploit) /
+    wrong (explore), then scores with novelty_score_mean / novelty_score_max; every insert and score
+    encodes its texts one at a time. As there, every completion is keyed by the batch's first prompt.
+    """
+    level = "response"
+    max_values = 100
+
+    def __init__(self, repo, embedder_path: str, k: int):
+        spec = importlib.util.spec_from_file_location("memory_r_original_ir_knn_st", Path(repo) / ORIGINAL_MODULE)
+        module = importlib.util.module_from_spec(spec)  # by file: its `rewards` package would clash with our rewards.py
+        spec.loader.exec_module(module)
+        knn = module.FastKNNMemory
+        self.k = k
+        self.success = knn(model_name=embedder_path, max_keys=10000, max_values=self.max_values, history_size=100, anneal_rate=1)
+        self.failure = knn(model_name=embedder_path, max_keys=10000, max_values=self.max_values, history_size=100, anneal_rate=1,
+                           explore_phase=500)
+        self.device = self.success.model.device
+
+    def memories(self):
+        return self.success, self.failure
+
+    def fill(self, stored: int, pool_q: np.ndarray, pool_v: np.ndarray, max_keys: int, rng):
+        """fill_plan's contents, through its own insert_pair, its encoder replaced by a look-up meanwhile."""
+        for memory, (questions, keys, values, owner) in zip(self.memories(), fill_plan(stored, pool_q, pool_v, max_keys, self.max_values, rng)):
+            table = dict(zip(questions, keys)) | {f"fill response {j}": v for j, v in enumerate(values)}
+            memory.encode_text = table.__getitem__
+            for j, i in enumerate(owner):
+                memory.insert_pair(questions[i], f"fill response {j}")
+            del memory.encode_text  # back to its class's encoder
+
+    def encoders(self):
+        return [(memory, "encode_text") for memory in self.memories()]
+
+    def _loop(self, memory, insert_if_right: bool, score, prompts, completions, answer):
+        q = prompts[0][-1]["content"]
+        out = []
+        for completion, a in zip(completions, answer):
+            text = completion[0]["content"]
+            reasoning = extract_reasoning(text)
+            if (extract_xml_answer(text) == a) == insert_if_right:
+                memory.insert_pair(q, reasoning)
+            out.append(score(q, reasoning, k=self.k))
+        return out
+
+    def exploit_reward(self, prompts, completions, answer, **_):
+        s = self._loop(self.success, True, self.success.novelty_score_mean, prompts, completions, answer)
+        return [0 if x is None else 1 - x for x in s]
+
+    def explore_reward(self, prompts, completions, answer, **_):
+        s = self._loop(self.failure, False, self.failure.novelty_score_max, prompts, completions, answer)
+        return [0 if x is None else x for x in s]
+
+    def sizes(self) -> tuple[int, int]:
+        """Keys and stored responses over both memories."""
+        return (sum(len(m.keys) for m in self.memories()),
+                sum(len(v) for m in self.memories() for v in m.values.values()))
 
 
 def call_batch(rows, start, prompts, generations, distinct):
@@ -125,17 +213,20 @@ def call_batch(rows, start, prompts, generations, distinct):
 
 
 def timed_encoder(mem) -> list[float]:
-    """Wrap mem.encode so that it adds its wall and CPU seconds to the returned [wall, cpu] clock."""
-    clock, plain = [0.0, 0.0], mem.encode
+    """Wrap mem's encoder(s) so that they add their wall and CPU seconds to the returned [wall, cpu] clock."""
+    clock = [0.0, 0.0]
 
-    def encode(texts):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = plain(texts)
-        clock[0] += time.perf_counter() - t0
-        clock[1] += time.process_time() - c0
-        return out
+    def timed(plain):
+        def encode(texts):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = plain(texts)
+            clock[0] += time.perf_counter() - t0
+            clock[1] += time.process_time() - c0
+            return out
+        return encode
 
-    mem.encode = encode
+    for obj, name in mem.encoders() if isinstance(mem, OriginalMemoryR) else [(mem, "encode")]:
+        setattr(obj, name, timed(getattr(obj, name)))
     return clock
 
 
@@ -232,11 +323,18 @@ def main(argv=None):
     pool_q = MemoryReward(embedder=models[baseline]).encode([r["question"] for r in pool])
     pool_v = MemoryReward(embedder=models[baseline]).encode([r["solution"] for r in pool])
     pool_s = time.perf_counter() - t0
-    cells = [(v, size) for size in args.sizes for v in args.variants]
+    timed_variants = list(args.variants) + [ORIGINAL] * bool(args.original_repo)
+    cells = [(v, size) for size in args.sizes for v in timed_variants]
     for cell in cells:
-        mems[cell] = new_memory(args, cls, models[cell[0]], cell[0])
         t0 = time.perf_counter()
-        fill(mems[cell], cell[1], pool_q, pool_v, args.max_keys, rng)
+        if cell[0] == ORIGINAL:
+            mems[cell] = OriginalMemoryR(args.original_repo, resolve_embedder(args.embedder), args.k)
+            load_s[ORIGINAL] = time.perf_counter() - t0  # its two SentenceTransformers
+            t0 = time.perf_counter()
+            mems[cell].fill(cell[1], pool_q, pool_v, args.max_keys, rng)
+        else:
+            mems[cell] = new_memory(args, cls, models[cell[0]], cell[0])
+            fill(mems[cell], cell[1], pool_q, pool_v, args.max_keys, rng)
         fill_s[cell] = time.perf_counter() - t0
         clocks[cell] = timed_encoder(mems[cell])
 
@@ -253,18 +351,25 @@ def main(argv=None):
     med = {cell: {key: float(np.median([t[key] for t in timings[cell]])) for key in timings[cell][0]} for cell in cells}
     for (variant, size), mem in mems.items():
         m = med[variant, size]
+        keys, values = mem.sizes() if variant == ORIGINAL else (mem.success.n_keys + mem.failure.n_keys,
+                                                                mem.success.n_values + mem.failure.n_values)
+        vs_original = {} if not args.original_repo else {
+            "speedup_vs_original": round(med[ORIGINAL, size]["call"] / m["call"], 2),
+            "cpu_speedup_vs_original": round(med[ORIGINAL, size]["call_cpu"] / m["call_cpu"], 2)}
         print(json.dumps({
-            "variant": variant, "stored_responses": size, "keys": mem.success.n_keys + mem.failure.n_keys,
-            "values": mem.success.n_values + mem.failure.n_values, "prompts": args.prompts,
+            "variant": variant, "stored_responses": size, "keys": keys, "values": values, "prompts": args.prompts,
             "generations": args.generations, "distinct": args.distinct, "k": args.k, "level": mem.level,
             "call_s_median": round(m["call"], 4), "call_s_min": round(min(t["call"] for t in timings[variant, size]), 4),
             "call_cpu_s_median": round(m["call_cpu"], 4), "encode_s_median": round(m["encode"], 4),
             "memory_cpu_s_median": round(float(np.median([t["call_cpu"] - t["encode_cpu"] for t in timings[variant, size]])), 4),
             "growth_vs_first_size": round(m["call"] / med[variant, args.sizes[0]]["call"], 3),
             "speedup_vs_baseline": round(med[baseline, size]["call"] / m["call"], 2),
-            "cpu_speedup_vs_baseline": round(med[baseline, size]["call_cpu"] / m["call_cpu"], 2),
+            "cpu_speedup_vs_baseline": round(med[baseline, size]["call_cpu"] / m["call_cpu"], 2), **vs_original,
             "fill_s": round(fill_s[variant, size], 2), "embedder_load_s": round(load_s[variant], 2), "pool_encode_s": round(pool_s, 2),
-            "device": str(getattr(models[variant], "device", "cpu")), "threads": torch.get_num_threads(), "repeats": args.repeats,
+            "device": str(getattr(mem if variant == ORIGINAL else models[variant], "device", "cpu")),
+            "threads": torch.get_num_threads(), "repeats": args.repeats,
+            **({"explore_active": len(mem.failure.keys) >= mem.failure.explore_phase,
+                "fill": "its insert_pair, the fill embeddings looked up (its encoder bypassed)"} if variant == ORIGINAL else {}),
         }), flush=True)
     return 0
 
