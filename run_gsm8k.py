@@ -108,28 +108,48 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
     if args.L < 1:
         p.error(f"argument --L: must be >= 1 token, got {args.L}")
-    try:
-        exemplars(args.task, args.num_shots)
-    except ValueError as e:
-        p.error(f"argument {e}")
-    try:
-        args.task_options = parse_options(args.task_options)
-    except ValueError as e:
-        p.error(f"argument {e}")
-    task = get_task(args.task)
-    if args.task_options and not task.rg_name:
-        p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {args.task}")
-    if args.holdout < 0:
-        p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
-    if len(task.splits) == 1 and task.rg_name is None and args.holdout == 0:
-        p.error(f"argument --holdout: {args.task} has one split; pass --holdout N (first N rows eval, the rest train)")
-    if args.holdout and (len(task.splits) == 2 or task.rg_name):
-        p.error(f"argument --holdout: {args.task} has its own train and eval rows; drop --holdout")
+    check_task_args(p, args)
     for flag in ("memory_max_values", "norm_window"):
         if getattr(args, flag) < 1:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if args.memory_max_keys < 0 or args.explore_warmup < 0:
         p.error("arguments --memory_max_keys and --explore_warmup must be >= 0")
+    check_model_and_data(p, args)
+    if args.resume and not latest_checkpoint(args.output_dir):
+        p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
+
+
+def check_task_args(p: argparse.ArgumentParser, args, names: list[str] | None = None) -> None:
+    """--num_shots, --task_options and --holdout against the task (or each task of a mix, `names`); parses --task_options.
+
+    A mix (run_sft.py) shares one --holdout, used by its one-split tasks, and one --task_options, used by its
+    reasoning-gym tasks.
+    """
+    names = names or [args.task]
+    for name in names:
+        try:
+            exemplars(name, args.num_shots)
+        except ValueError as e:
+            p.error(f"argument {e}")
+    try:
+        args.task_options = parse_options(args.task_options)
+    except ValueError as e:
+        p.error(f"argument {e}")
+    specs = [get_task(n) for n in names]
+    listed = ",".join(names)
+    if args.task_options and not any(t.rg_name for t in specs):
+        p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {listed}")
+    if args.holdout < 0:
+        p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
+    for t in specs:
+        if len(t.splits) == 1 and t.rg_name is None and args.holdout == 0:
+            p.error(f"argument --holdout: {t.name} has one split; pass --holdout N (first N rows eval, the rest train)")
+    if args.holdout and not any(len(t.splits) == 1 and t.rg_name is None for t in specs):
+        p.error(f"argument --holdout: {listed} has its own train and eval rows; drop --holdout")
+
+
+def check_model_and_data(p: argparse.ArgumentParser, args) -> None:
+    """--model_name (a local directory with config.json, or a Hub id the Hub can serve) and --data_dir."""
     bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
     if bad_model:
         p.error(bad_model)
@@ -137,14 +157,16 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         resolve_data_dir(args.data_dir)
     except FileNotFoundError as e:
         p.error(f"argument --data_dir: {e}")
-    if args.resume and not latest_checkpoint(args.output_dir):
-        p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
+
+
+def model_short_name(model_name: str) -> str:
+    """The last part of a Hub id or path, for output folder names."""
+    return model_name.rstrip("/").split("/")[-1]
 
 
 def default_output_dir(args) -> str:
-    model = args.model_name.rstrip("/").split("/")[-1]
     task = "" if args.task == "gsm8k" else "-" + args.task.replace(":", "_")  # the seed's GSM8K folders keep their names
-    return os.path.join("output", f"{model}{task}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
+    return os.path.join("output", f"{model_short_name(args.model_name)}{task}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
 
 
 def latest_checkpoint(output_dir) -> str | None:

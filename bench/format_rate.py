@@ -10,7 +10,9 @@ Per response it records:
 - `format`: the completion has an <answer> tag whose text is a number (`answers.normalize_number`);
   the thing a model must do before any correctness reward can be non-zero;
 - `strict`: the whole completion is `<reasoning>…</reasoning><answer>…</answer>` (the strict-format reward);
-- `correct`: the task's verifier on the <answer> text (`Task.is_correct`, the medium tier).
+- `correct`: the task's verifier on the <answer> text (`Task.is_correct`, the medium tier);
+- `loose`: the verifier on the <answer> text, or on the last number written when there is no tag: did the
+  model compute the answer at all, format aside (numeric tasks; the loose tier's fallback).
 Rows are the first `--n` of the task's test split (for one-split tasks the first `--holdout` rows), so
 runs with the same flags score the same questions. One JSON object (rates, counts, seconds, and every
 response) goes to `--out` and a one-line summary to stdout.
@@ -25,17 +27,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from answers import extract_xml_answer, normalize_number  # noqa: E402
+from answers import extract_xml_answer, last_number, normalize_number  # noqa: E402
 from prompts import build_messages  # noqa: E402
 from rewards import STRICT_FORMAT_RE  # noqa: E402
 from tasks import exemplars, get_task, load_task  # noqa: E402
 
 
 def score(task, responses: list[str], golds: list[str]) -> list[dict]:
-    """Per response: format (a number in <answer>), strict (the whole completion in the training format), correct."""
+    """Per response: format (a number in <answer>), strict (the whole completion in the training format), correct, loose."""
     return [{"format": normalize_number(extract_xml_answer(r)) is not None,
              "strict": STRICT_FORMAT_RE.match(r) is not None,
-             "correct": bool(task.is_correct(r, g))} for r, g in zip(responses, golds)]
+             "correct": bool(task.is_correct(r, g)),
+             "loose": bool(task.grade(extract_xml_answer(r) or last_number(r), g))} for r, g in zip(responses, golds)]
+
+
+def rates(marks: list[dict]) -> dict:
+    n = max(len(marks), 1)
+    return {"format_rate": sum(m["format"] for m in marks) / n, "strict_rate": sum(m["strict"] for m in marks) / n,
+            "accuracy": sum(m["correct"] for m in marks) / n, "loose_accuracy": sum(m["loose"] for m in marks) / n}
 
 
 def main(argv=None):
@@ -74,7 +83,7 @@ def main(argv=None):
     n = len(rows)
     result = {"model": args.model_name, "task": args.task, "holdout": args.holdout, "task_options": args.task_options,
               "n": n, "num_shots": args.num_shots, "max_new_tokens": args.max_new_tokens,
-              **{f"{k}_rate" if k != "correct" else "accuracy": sum(m[k] for m in marks) / n for k in ("format", "strict", "correct")},
+              **rates(marks),
               "seconds": round(seconds, 1), "seconds_per_sample": round(seconds / n, 2),
               "omp_threads": os.environ.get("OMP_NUM_THREADS"), "load_avg": os.getloadavg(),
               "details": [{"question": r["question"], "gold": task.gold_answer(r["answer"]), "response": resp, **m}
