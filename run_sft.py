@@ -24,7 +24,10 @@ Choices:
 - A prompt longer than `--max_length` is an error (TRL would silently drop the row); a target cut by
   `--max_length` is counted and reported.
 - Optimisation: AdamW, `--lr` with 10% warm-up and a cosine decay, no weight decay, grad clip 1.0 (TRL's
-  SFT defaults but the learning rate). `--bs` counts examples per micro-step, `--gc` accumulates; one
+  SFT defaults but the learning rate). Batches are drawn grouped by length (transformers'
+  `group_by_length`: random groups of 50 batches, sorted inside), so short arithmetic targets are not
+  padded to the length of a GSM8K solution; no packing, which would need flash attention to keep
+  examples apart. `--bs` counts examples per micro-step, `--gc` accumulates; one
   process sees bs x gc examples per optimizer step, the number `run_compare.py` matches to a GRPO run's
   questions. CUDA: bf16; CPU: fp32.
 - Output: `--output_dir` holds config.json, model.safetensors and the tokenizer (loadable by
@@ -172,6 +175,7 @@ def sft_config(args, cuda: bool):
         per_device_train_batch_size=args.bs, gradient_accumulation_steps=args.gc,
         num_train_epochs=args.nepochs, max_steps=args.max_steps,
         max_length=args.max_length, completion_only_loss=True, assistant_only_loss=False, packing=False,
+        train_sampling_strategy="group_by_length",  # batches of similar length: a mix's 60- and 400-token examples pad less
         bf16=cuda, gradient_checkpointing=cuda, use_cpu=not cuda,
         logging_steps=1, report_to=args.report_to,
         save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500, save_only_model=True,
