@@ -47,6 +47,19 @@ def rates(marks: list[dict]) -> dict:
             "accuracy": sum(m["correct"] for m in marks) / n, "loose_accuracy": sum(m["loose"] for m in marks) / n}
 
 
+def rescore(path: Path) -> None:
+    """Apply the current scoring to the responses saved in `path` and rewrite its rates."""
+    result = json.loads(path.read_text())
+    task = get_task(result["task"])
+    golds = [r["answer"] for r in load_task(result["task"], "test", None, holdout=result["holdout"],
+                                            options=result["task_options"])[:result["n"]]]
+    marks = score(task, [d["response"] for d in result["details"]], golds)
+    result.update(rates(marks))
+    result["details"] = [{**d, **m} for d, m in zip(result["details"], marks)]
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "details"}))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model_name", required=True, help="local HF model directory (or Hub id)")
@@ -60,7 +73,10 @@ def main(argv=None):
     p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--out", default=None, help="JSON file for the rates and every response")
+    p.add_argument("--rescore", default=None, help="score the responses of an earlier --out file again (no model), rewrite it")
     args = p.parse_args(argv)
+    if args.rescore:
+        return rescore(Path(args.rescore))
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
