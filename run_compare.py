@@ -273,8 +273,9 @@ def sft_command(settings: dict, seed: int, out_dir: Path, data_dir: str | None, 
     cmd = [sys.executable, str(ROOT / "run_sft.py"), "--model_name", model, "--seed", str(seed),
            "--output_dir", str(out_dir), "--report_to", "none"]
     for flag in SFT_TASK_FLAGS:
-        if settings[flag] not in (None, 0, "") or (flag == "num_shots" and settings[flag] is not None):
-            cmd += [f"--{flag}", str(settings[flag])]
+        value = settings[flag]
+        if value is not None and value != "" and not (flag == "holdout" and value == 0):  # holdout 0: a two-split task
+            cmd += [f"--{flag}", str(value)]
     if data_dir is not None:
         cmd += ["--data_dir", data_dir]
     return cmd + shlex.split(extra or "")

@@ -211,9 +211,11 @@ def main(argv=None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(args.model_name)
     except OSError as e:
-        sys.exit(f"error: cannot load the tokenizer of --model_name {args.model_name!r}: {e}")
+        if not args.dry_run:
+            sys.exit(f"error: cannot load the tokenizer of --model_name {args.model_name!r}: {e}")
+        tokenizer = None  # a dry run of a Hub model with no network: say so instead of failing
     try:
-        lengths = length_report(tokenizer, examples, args.max_length)
+        lengths = length_report(tokenizer, examples, args.max_length) if tokenizer else "unknown (tokenizer not loadable)"
     except ValueError as e:
         sys.exit(f"error: {e}")
     per_step = args.bs * args.gc
@@ -252,8 +254,11 @@ def main(argv=None):
     start = time.time()
     out = trainer.train()
     seconds = time.time() - start
+    if not trainer.is_world_process_zero():
+        return 0
     save_final(trainer, tokenizer, args)
-    tokens = trainer._total_train_tokens  # TRL's count of the non-padding tokens trained on (fwd + bwd)
+    # TRL's running count of the non-padding tokens trained on (all processes), logged with every step
+    tokens = next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0)
     summary = {**resolved, "flags": vars(args), "steps": trainer.state.global_step, "train_loss": out.training_loss,
                "train_seconds": round(seconds, 1), "tokens_trained": int(tokens), "tokens_per_second": round(tokens / seconds, 1)}
     with open(os.path.join(args.output_dir, "sft_config.json"), "w") as f:
