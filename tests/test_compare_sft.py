@@ -119,7 +119,8 @@ def test_compare_with_sft_and_init_sft_end_to_end(tmp_path, tiny_model_dir, data
         assert (out / "runs" / run / "checkpoint-1" / "config.json").is_file()
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["base model", "SFT init (start of every run)", "sft", "r1"]
-    assert all(0.0 <= float(r["gsm8k_last_mean"]) <= 1.0 for r in rows)
+    assert rows[0]["gsm8k_last_mean"] == ""  # --skip_base: the original base model is not scored here
+    assert all(0.0 <= float(r["gsm8k_last_mean"]) <= 1.0 for r in rows[1:])
     res = json.loads((out / "results.json").read_text())
     assert res["methods"]["sft"]["runs"]["0"]["final_step"] == 1
     assert "`init=sft`" in (out / "results.md").read_text()
