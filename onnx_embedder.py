@@ -116,12 +116,22 @@ def exported_model(model_dir, quantized: bool, cache_dir: Path = CACHE_DIR) -> P
     return int8 if quantized else fp32
 
 
+def cpu_session(path: Path):
+    """An ONNX Runtime CPU session on `path` with torch's thread count; other options at their defaults
+    (ORT_ENABLE_ALL graph optimization, memory arena, sequential execution: setting them changed nothing)."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxSentenceEncoder:
     """A sentence-transformers model's embeddings from ONNX Runtime on the CPU (see the module docstring)."""
 
     def __init__(self, model_dir, quantized: bool = False, cache_dir: Path = CACHE_DIR):
-        import onnxruntime as ort
-        import torch
         from sentence_transformers import SentenceTransformer
 
         model_dir = Path(model_dir)
@@ -135,22 +145,20 @@ class OnnxSentenceEncoder:
         self.input_names = list(self.tokenizer.model_input_names)
         self.name_or_path = f"{model_dir} (onnx{'-int8' if quantized else ''})"
         self.device = "cpu"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.batch_size = INFER_BATCH_SIZE
+        self.session = cpu_session(self.path)
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
     def encode(self, texts, batch_size: int = INFER_BATCH_SIZE, convert_to_numpy: bool = True,
                normalize_embeddings: bool = False, show_progress_bar: bool = False, **_) -> np.ndarray:
-        """Embeddings of `texts` (float32, one row each, in input order); `batch_size` is ignored (INFER_BATCH_SIZE)."""
+        """Embeddings of `texts` (float32, one row each, in input order); `batch_size` is ignored (self.batch_size)."""
         texts = list(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        for start in range(0, len(order), INFER_BATCH_SIZE):
-            rows = order[start:start + INFER_BATCH_SIZE]
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
             feats = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                    max_length=self.max_seq_length, return_tensors="np")
             out[rows] = self.session.run(None, {n: feats[n].astype(np.int64) for n in self.input_names})[0]

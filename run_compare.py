@@ -33,12 +33,24 @@ Choices:
   what they mean to `run_gsm8k.py`, which gets them unchanged; the evals get them too. For a one-split
   task (the cpu preset's SVAMP) the first `--holdout` rows are the eval rows and the rest train, so
   `--eval_samples` may not exceed `--holdout`. `--tasks` defaults to the training task.
+- `sft` in `--methods` is supervised fine-tuning (`run_sft.py`) on the training task's worked solutions,
+  with the same data budget as a GRPO row: the same `--bs` (examples, there prompts) and `--gc`, the
+  same `--max_steps` (or `--nepochs`), one process, so it sees the same number of training questions
+  (bs x gc x max_steps; rows without a worked solution are skipped, a handful for MAWPS). Its
+  checkpoints (every `--save_steps` and the last) are evaluated like the others. `--sft_args "..."`
+  passes other run_sft.py flags (its `--lr`, `--max_length`); do not change the budget there.
+- `--init sft` chains SFT and GRPO: per seed, `run_sft.py` trains the base model once into
+  OUT/sft/seed<s>/ (resumable: a compare_done.json marker; `--init_args "..."` sets its data and
+  length, e.g. the `make sft` mix), and every method of that seed, `sft` included, starts from it.
+  The results show the original base model and the SFT start (mean over seeds); each run's curve
+  starts (step 0) at its own seed's SFT model.
 """
 import argparse
 import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -90,12 +102,18 @@ DEFAULTS = {
     "num_generations": None, "nepochs": None, "max_steps": None, "save_steps": None, "lr": None, "beta": None,
     "temperature": None, "k": None, "train_args": "", "tasks": None, "eval_samples": -1,
     "eval_num_shots": None, "eval_max_new_tokens": None, "eval_batch_size": None,
+    "init": "base", "sft_args": "", "init_args": "",
 }
+SFT_METHOD = "sft"  # the --methods name of the SFT row (run_sft.py); every other name is a --use_ir value
+INITS = ("base", "sft")  # what every run starts from: the base model, or the base model after SFT (per seed)
 # Flags forwarded to run_gsm8k.py under the same name when set.
 TRAIN_FLAGS = ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "L", "num_generations", "nepochs",
                "max_steps", "save_steps", "lr", "beta", "temperature", "k"]
 # Settings that may not change once OUT holds results, because runs and evals made with them would mix.
-FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_args", "eval_samples", "eval_num_shots", "eval_max_new_tokens"]
+FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_args", "eval_samples", "eval_num_shots", "eval_max_new_tokens",
+                                "init", "sft_args", "init_args"]
+# Flags that give an SFT run the task and prompts of the GRPO runs.
+SFT_TASK_FLAGS = ["task", "holdout", "task_options", "num_shots"]
 DISTINCT_N = (1, 2)  # distinct-1 and distinct-2, the usual lexical diversity pair
 
 
@@ -130,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int)
     g.add_argument("--train_args", help='any other run_gsm8k.py flags, one quoted string, e.g. "--explore_warmup 5"')
 
+    g = p.add_argument_group("supervised fine-tuning (run_sft.py)")
+    g.add_argument("--init", choices=INITS, help="start every run from the base model (default) or from it after SFT, once per seed")
+    g.add_argument("--sft_args", help='other run_sft.py flags of the `sft` row, e.g. "--lr 1e-4" (its budget is the GRPO rows\')')
+    g.add_argument("--init_args", help='run_sft.py flags of the --init sft warm start, e.g. "--max_steps 60 --lr 1e-4"')
+
     g = p.add_argument_group("evaluation (run_eval.py, strict tier)")
     g.add_argument("--tasks", help="comma list of eval tasks (default: the training task; also math500, aime24, ...)")
     g.add_argument("--eval_samples", type=int, help="first N rows of each task; -1 = all")
@@ -149,10 +172,10 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
     s["methods"] = [m.strip() for m in str(s["methods"]).split(",") if m.strip()]
     for m in s["methods"]:
         try:
-            method_label(m)
+            method_name(m)
         except ValueError as e:
             p.error(f"argument --methods: {e}")
-    labels = [method_label(m) for m in s["methods"]]
+    labels = [method_name(m) for m in s["methods"]]
     if len(set(labels)) != len(labels):
         p.error(f"argument --methods: two names for the same method in {s['methods']}")
     try:
@@ -175,6 +198,11 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
         s["task_options"] = json.dumps(parse_options(s["task_options"])) if s["task_options"] else None
     except ValueError as e:
         p.error(f"argument {e}")
+    no_solutions = get_task(s["task"]).solution is None
+    if no_solutions and SFT_METHOD in s["methods"]:
+        p.error(f"argument --methods: {SFT_METHOD} needs worked solutions, and task {s['task']} has none")
+    if no_solutions and s["init"] == "sft" and "--task" not in shlex.split(s["init_args"] or ""):
+        p.error(f"argument --init: SFT needs worked solutions, and task {s['task']} has none; name others in --init_args")
     if s["model_name"] is None:  # the base model is evaluated too, so it must be named here
         s["model_name"] = run_gsm8k.build_parser().get_default("model_name")
     if s["eval_num_shots"] is None:
@@ -191,8 +219,27 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
 
 # --- plan, training and evaluation -----------------------------------------------------------------
 
+def method_name(method: str) -> str:
+    """The row name of a --methods entry: `sft`, or the canonical name of a --use_ir value (ValueError if neither)."""
+    return SFT_METHOD if method == SFT_METHOD else method_label(method)
+
+
 def run_name(method: str, seed: int) -> str:
-    return f"{method_label(method)}-seed{seed}"
+    return f"{method_name(method)}-seed{seed}"
+
+
+def init_dir(out: Path, seed: int) -> Path:
+    """Where --init sft puts the seed's SFT model, the start of every run of that seed."""
+    return out / "sft" / f"seed{seed}"
+
+
+def init_name(seed: int) -> str:
+    """The eval folder name of a seed's --init sft model (evals/<name>/0/)."""
+    return f"init-sft-seed{seed}"
+
+
+def start_model(settings: dict, out: Path, seed: int) -> str:
+    return str(init_dir(out, seed)) if settings["init"] == "sft" else settings["model_name"]
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -205,18 +252,54 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def train_command(settings: dict, method: str, seed: int, run_dir: Path, data_dir: str | None, resume: bool) -> list[str]:
+def train_command(settings: dict, method: str, seed: int, run_dir: Path, data_dir: str | None, resume: bool,
+                  model: str | None = None) -> list[str]:
+    """run_gsm8k.py for a GRPO method, run_sft.py with the GRPO rows' budget for `sft`; `model` overrides the start."""
+    if method == SFT_METHOD:
+        return sft_budget_command(settings, seed, run_dir, data_dir, model or settings["model_name"])
     cmd = [sys.executable, str(ROOT / "run_gsm8k.py"), "--use_ir", method, "--seed", str(seed),
            "--output_dir", str(run_dir), "--report_to", "none"]
     for flag in TRAIN_FLAGS:
         if settings[flag] is not None:
-            cmd += [f"--{flag}", str(settings[flag])]
+            cmd += [f"--{flag}", str(model if flag == "model_name" and model else settings[flag])]
     if data_dir is not None:
         cmd += ["--data_dir", data_dir]
     cmd += shlex.split(settings["train_args"] or "")
     if resume:
         cmd.append("--resume")
     return cmd
+
+
+def sft_command(settings: dict, seed: int, out_dir: Path, data_dir: str | None, model: str, extra: str) -> list[str]:
+    """run_sft.py on the comparison's task (its holdout, options and shots) from `model`, then `extra` flags."""
+    cmd = [sys.executable, str(ROOT / "run_sft.py"), "--model_name", model, "--seed", str(seed),
+           "--output_dir", str(out_dir), "--report_to", "none"]
+    for flag in SFT_TASK_FLAGS:
+        value = settings[flag]
+        if value is not None and value != "" and not (flag == "holdout" and value == 0):  # holdout 0: a two-split task
+            cmd += [f"--{flag}", str(value)]
+    if data_dir is not None:
+        cmd += ["--data_dir", data_dir]
+    return cmd + shlex.split(extra or "")
+
+
+def init_command(settings: dict, seed: int, data_dir: str | None, out: Path) -> list[str]:
+    """--init sft: run_sft.py from the base model; --init_args naming --task replace the comparison's task flags."""
+    own_task = "--task" in shlex.split(settings["init_args"] or "")
+    cmd = sft_command({**settings, **({f: None for f in SFT_TASK_FLAGS} if own_task else {})}, seed, init_dir(out, seed),
+                      data_dir, settings["model_name"], settings["init_args"])
+    return cmd
+
+
+def sft_budget_command(settings: dict, seed: int, run_dir: Path, data_dir: str | None, model: str) -> list[str]:
+    """The `sft` row: the GRPO rows' questions per step (bs x gc, one process) and steps (or epochs), same checkpoints."""
+    grpo = run_gsm8k.build_parser()
+    budget = {flag: settings[flag] if settings[flag] is not None else grpo.get_default(flag)
+              for flag in ("bs", "gc", "max_steps", "nepochs", "save_steps")}
+    cmd = sft_command(settings, seed, run_dir, data_dir, model, "")
+    for flag, value in budget.items():
+        cmd += [f"--{flag}", str(value)]
+    return cmd + shlex.split(settings["sft_args"] or "")
 
 
 def run_logged(cmd: list[str], log_path: Path) -> tuple[int, float]:
@@ -237,20 +320,32 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def train_run(settings, method, seed, run_dir: Path, data_dir, dry_run: bool) -> dict:
-    """Train one run unless it is finished; resume it if it crashed. Returns its status record."""
+def train_run(settings, method, seed, run_dir: Path, data_dir, dry_run: bool, model: str | None = None,
+              cmd: list[str] | None = None) -> dict:
+    """Train one run unless it is finished; resume it if it crashed. Returns its status record.
+
+    `model` is the start (default the base model); `cmd` a ready command (the --init sft warm start). SFT runs
+    (run_sft.py) cannot resume: a crashed one starts again.
+    """
     marker = run_dir / DONE_MARKER
     if marker.is_file():
         print(f"[train] {run_dir.name}: finished earlier, not redone")
         return {**json.loads(marker.read_text()), "status": "done", "trained_now": False}
-    resume = bool(checkpoints(run_dir))
-    cmd = train_command(settings, method, seed, run_dir, data_dir, resume)
+    is_sft = method == SFT_METHOD or cmd is not None
+    crashed = bool(checkpoints(run_dir)) or (is_sft and run_dir.is_dir())
+    resume = crashed and not is_sft
+    cmd = cmd or train_command(settings, method, seed, run_dir, data_dir, resume, model)
     if dry_run:
         print(f"[train] {run_dir.name}: {shlex.join(cmd)}")
         return {"status": "planned"}
     if resume:
         print(f"[train] {run_dir.name}: CRASHED OR INTERRUPTED EARLIER (checkpoints but no {DONE_MARKER}); "
               f"resuming from checkpoint-{checkpoints(run_dir)[-1][0]}")
+    elif crashed:
+        print(f"[train] {run_dir.name}: CRASHED OR INTERRUPTED EARLIER (no {DONE_MARKER}); run_sft.py cannot resume, "
+              f"training again from the start")
+        for _, ckpt in checkpoints(run_dir):
+            shutil.rmtree(ckpt)
     else:
         (run_dir / "training_stats.jsonl").unlink(missing_ok=True)  # a fresh start must not append to stale lines
         print(f"[train] {run_dir.name}: training")
@@ -389,8 +484,11 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
                             "diversity": diversity(response_texts(base_dir, t), embedder)} if r else None)
                        for t, r in base.items()},
               "methods": {}}
+    if settings.get("init") == "sft":  # the start of every run: the seed's SFT model
+        init = {seed: {t: read_eval(out / "evals" / init_name(seed) / "0", t) for t in tasks} for seed in settings["seeds"]}
+        result["init"] = {t: summarise([init[seed][t]["accuracy"] for seed in init if init[seed][t]]) for t in tasks}
     for method in settings["methods"]:
-        label = method_label(method)
+        label = method_name(method)
         runs = {}
         for seed in settings["seeds"]:
             name = run_name(method, seed)
@@ -399,7 +497,7 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
             run = {"status": statuses.get(name, {}).get("status", "unknown"), "final_step": final_step,
                    "train_seconds": statuses.get(name, {}).get("seconds"), "tasks": {}}
             for t in tasks:
-                curve = run_curve(out, name, t, base[t])
+                curve = run_curve(out, name, t, init[seed][t] if settings.get("init") == "sft" else base[t])
                 lb = last_and_best(curve, final_step)
                 div = diversity(response_texts(out / "evals" / name / str(final_step), t), embedder) if final_step else None
                 run["tasks"][t] = {"curve": curve, **(lb or {}), "diversity": div}
@@ -439,6 +537,16 @@ def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str
             base_csv.update({f"{t}_{kind}_mean": None if b is None else b["accuracy"], f"{t}_{kind}_std": None})
     md.append(["base model", "—"] + base_cells)
     rows.append(base_csv)
+    if "init" in result:  # --init sft: the SFT model every run starts from, mean over seeds
+        init_csv, init_cells = {"method": "SFT init (start of every run)", "seeds": 0}, []
+        for t in tasks:
+            s = result["init"][t]
+            init_cells += [fmt(s), fmt(s)]
+            init_csv["seeds"] = max(init_csv["seeds"], s["n"] if s else 0)
+            for kind in ("last", "best"):
+                init_csv.update({f"{t}_{kind}_mean": s and s["mean"], f"{t}_{kind}_std": s and s["std"]})
+        md.append([init_csv["method"], str(init_csv["seeds"])] + init_cells)
+        rows.append(init_csv)
     for label, m in result["methods"].items():
         n = max([m["summary"][t]["last"]["n"] for t in tasks if m["summary"][t]["last"]] or [0])
         cells, row = [], {"method": label, "seeds": n}
@@ -487,10 +595,13 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
 
     shown = {k: short_path(settings[k]) for k in ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "num_generations", "L",
                                        "max_steps", "nepochs", "save_steps", "lr", "train_args", "tasks", "eval_samples",
-                                       "eval_num_shots", "eval_max_new_tokens"] if settings[k] not in (None, "")}
+                                       "eval_num_shots", "eval_max_new_tokens", "init", "sft_args", "init_args"]
+             if settings.get(k) not in (None, "")}
     lines = ["# Memory-R comparison", "",
              f"Methods {', '.join(result['methods'])} × seeds {', '.join(map(str, settings['seeds']))}, "
-             "trained with `run_gsm8k.py`, scored by the strict tier (`run_eval.py`).", "",
+             "trained with `run_gsm8k.py` (`sft`: `run_sft.py`, the same number of training questions), "
+             "scored by the strict tier (`run_eval.py`)."
+             + (" Every run starts from its seed's SFT model (`--init sft`)." if settings.get("init") == "sft" else ""), "",
              "Settings: " + ", ".join(f"`{k}={v}`" for k, v in shown.items()), "",
              "## Accuracy (%)", "",
              "Last = final checkpoint; Best = best saved checkpoint on the same eval set (optimistic: it selects "
@@ -572,13 +683,24 @@ def main(argv=None) -> int:
     data_dir = settings["data_dir"]
     start = time.time()
 
+    inits = {}  # --init sft: seed -> status of its warm start
+    if settings["init"] == "sft":
+        for seed in settings["seeds"]:
+            inits[seed] = train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
+                                    cmd=init_command(settings, seed, data_dir, out))
     statuses = {}
     for method in settings["methods"]:
         for seed in settings["seeds"]:
             name = run_name(method, seed)
-            statuses[name] = train_run(settings, method, seed, out / "runs" / name, data_dir, args.dry_run)
+            if inits.get(seed, {}).get("status") == "failed":
+                print(f"[train] {name}: not started, the seed's --init sft failed")
+                statuses[name] = {"status": "failed (init)"}
+                continue
+            statuses[name] = train_run(settings, method, seed, out / "runs" / name, data_dir, args.dry_run,
+                                       start_model(settings, out, seed))
 
     eval_jobs = [] if args.skip_base else [("base", 0, settings["model_name"])]
+    eval_jobs += [(init_name(seed), 0, str(init_dir(out, seed))) for seed, st in inits.items() if st["status"] != "failed"]
     for name in statuses:
         eval_jobs += [(name, step, str(d)) for step, d in checkpoints(out / "runs" / name)]
     eval_failed = []
@@ -591,13 +713,15 @@ def main(argv=None) -> int:
 
     embedder = load_embedder(args.embedder or DEFAULT_EMBEDDER, device="cpu")  # a few hundred texts: CPU is enough
     result = collect(out, settings, statuses, embedder)
-    run_dirs = [out / "runs" / n for n in statuses if (out / "runs" / n / "training_stats.jsonl").is_file()]
+    run_dirs = [out / "runs" / n for n in statuses  # the GRPO runs' curves (an SFT run logs a loss, not rewards)
+                if (out / "runs" / n / "training_stats.jsonl").is_file() and not n.startswith(SFT_METHOD + "-")]
     figures = plot_stats.make_plots(run_dirs, out / "figures") if run_dirs else []
     figures = eval_figures(out, result, settings["tasks"]) + figures
     write_results(out, settings, result, figures, {"total": time.time() - start})
     print((out / "results.md").read_text().split("## Diversity")[0])
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}")
-    failed = [n for n, s in statuses.items() if s["status"] == "failed"]
+    failed = [n for n, s in statuses.items() if s["status"].startswith("failed")]
+    failed += [init_name(seed) for seed, st in inits.items() if st["status"] == "failed"]
     if failed or eval_failed:
         print(f"INCOMPLETE: failed runs {failed or 'none'}, failed evals {eval_failed or 'none'}; rerun the same command to resume")
         return 1

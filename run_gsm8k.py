@@ -137,23 +137,7 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
     if args.L < 1:
         p.error(f"argument --L: must be >= 1 token, got {args.L}")
-    try:
-        exemplars(args.task, args.num_shots)
-    except ValueError as e:
-        p.error(f"argument {e}")
-    try:
-        args.task_options = parse_options(args.task_options)
-    except ValueError as e:
-        p.error(f"argument {e}")
-    task = get_task(args.task)
-    if args.task_options and not task.rg_name:
-        p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {args.task}")
-    if args.holdout < 0:
-        p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
-    if len(task.splits) == 1 and task.rg_name is None and args.holdout == 0:
-        p.error(f"argument --holdout: {args.task} has one split; pass --holdout N (first N rows eval, the rest train)")
-    if args.holdout and (len(task.splits) == 2 or task.rg_name):
-        p.error(f"argument --holdout: {args.task} has its own train and eval rows; drop --holdout")
+    check_task_args(p, args)
     for flag in ("memory_max_values", "norm_window"):
         if getattr(args, flag) < 1:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
@@ -167,11 +151,6 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if rewards.parse_use_ir(args.use_ir)[0] == "entropy" and args.entropy_coef == 0 and not args.use_adaptive_entropy:
         p.error("argument --entropy_coef: --use_ir entropy with a coefficient of 0 is r1; give --entropy_coef > 0 or --use_adaptive_entropy")
-    bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
-    if bad_model:
-        p.error(bad_model)
-    if Path(args.model_name).expanduser().is_dir():  # absolute, so a LoRA adapter's recorded base is found from anywhere
-        args.model_name = str(Path(args.model_name).expanduser().resolve())
     try:
         resolve_embedder(args.embedder)
     except (FileNotFoundError, ValueError) as e:
@@ -181,18 +160,61 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
     if args.save_merged and not args.lora_r:
         p.error("argument --save_merged: needs --lora_r > 0 (without LoRA every checkpoint is a full model already)")
     args.save_merged = bool(args.lora_r) if args.save_merged is None else bool(args.save_merged)
-    try:
-        resolve_data_dir(args.data_dir)
-    except FileNotFoundError as e:
-        p.error(f"argument --data_dir: {e}")
+    check_model_and_data(p, args)
     if args.resume and not latest_checkpoint(args.output_dir):
         p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
 
 
+def check_task_args(p: argparse.ArgumentParser, args, names: list[str] | None = None) -> None:
+    """--num_shots, --task_options and --holdout against the task (or each task of a mix, `names`); parses --task_options.
+
+    A mix (run_sft.py) shares one --holdout, used by its one-split tasks, and one --task_options, used by its
+    reasoning-gym tasks.
+    """
+    names = names or [args.task]
+    for name in names:
+        try:
+            exemplars(name, args.num_shots)
+        except ValueError as e:
+            p.error(f"argument {e}")
+    try:
+        args.task_options = parse_options(args.task_options)
+    except ValueError as e:
+        p.error(f"argument {e}")
+    specs = [get_task(n) for n in names]
+    listed = ",".join(names)
+    if args.task_options and not any(t.rg_name for t in specs):
+        p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {listed}")
+    if args.holdout < 0:
+        p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
+    for t in specs:
+        if len(t.splits) == 1 and t.rg_name is None and args.holdout == 0:
+            p.error(f"argument --holdout: {t.name} has one split; pass --holdout N (first N rows eval, the rest train)")
+    if args.holdout and not any(len(t.splits) == 1 and t.rg_name is None for t in specs):
+        p.error(f"argument --holdout: {listed} has its own train and eval rows; drop --holdout")
+
+
+def check_model_and_data(p: argparse.ArgumentParser, args) -> None:
+    """--model_name (a local directory with config.json, or a Hub id the Hub can serve) and --data_dir."""
+    bad_model = model_path_error(args.model_name, "argument --model_name", hub_needed=not args.dry_run)
+    if bad_model:
+        p.error(bad_model)
+    if Path(args.model_name).expanduser().is_dir():  # absolute, so a LoRA adapter's recorded base is found from anywhere
+        args.model_name = str(Path(args.model_name).expanduser().resolve())
+    try:
+        resolve_data_dir(args.data_dir)
+    except FileNotFoundError as e:
+        p.error(f"argument --data_dir: {e}")
+
+
+def model_short_name(model_name: str) -> str:
+    """The last part of a Hub id or path, for output folder names."""
+    return model_name.rstrip("/").split("/")[-1]
+
+
 def default_output_dir(args) -> str:
-    model = args.model_name.rstrip("/").split("/")[-1]
     task = "" if args.task == "gsm8k" else "-" + args.task.replace(":", "_")  # the seed's GSM8K folders keep their names
-    return os.path.join("output", f"{model}{task}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
+    return os.path.join("output", f"{model_short_name(args.model_name)}{task}-{args.use_ir}-k{args.k}-shots{args.num_shots}-seed{args.seed}")
 
 
 def latest_checkpoint(output_dir) -> str | None:

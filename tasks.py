@@ -10,6 +10,11 @@ A task is everything a script needs to know about a dataset of problems:
   exactly one "is this right" per task;
 - whether its answers are integers (the R1 `int_reward` is only in the reward set when they are);
 - its few-shot exemplars, written for this project (none: `--num_shots > 0` is an error);
+- its worked solutions, the supervised fine-tuning targets (`task.worked_solution(row)` -> (reasoning,
+  answer) in the training format, or None): GSM8K's own solutions, SVAMP's equation, ASDiv's formula,
+  reasoning-gym's metadata, MAWPS's numbers searched for an equation (it ships none). A converter may add
+  a `solution` field to a row for this (upstream text the builder needs); `question` and `answer` are the
+  same as without it, so training, rewards and evaluation never read it;
 - how the strict tier (lighteval) reads its gold: "numeric", "latex", or None (the task's verifier).
 
 Splits:
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
 
-from answers import extract_xml_answer, normalize_number, numbers_equal, parse_gsm8k_gold
+from answers import NUMBER_RE, extract_xml_answer, normalize_number, numbers_equal, parse_gsm8k_gold
 from data import load_source, resolve_data_dir
 from prompts import EXEMPLARS as WORD  # the GSM8K-style word problems
 
@@ -178,8 +183,12 @@ def _number_or_text(value) -> str:
     return n if n is not None else str(value)
 
 
+GSM8K_CALC_RE = re.compile(r"<<[^<>]*>>")  # the calculator annotations in "48/2 = <<48/2=24>>24"
+
+
 def _gsm8k(row):
-    return {"question": row["question"], "answer": parse_gsm8k_gold(row["answer"])}
+    worked = GSM8K_CALC_RE.sub("", row["answer"].rsplit("####", 1)[0]).strip()
+    return {"question": row["question"], "answer": parse_gsm8k_gold(row["answer"]), "solution": worked}
 
 
 def _problem_answer(row):
@@ -195,7 +204,8 @@ def _numina(row):
 def _svamp(row):
     body = row["Body"].strip()
     sep = "" if body.endswith((".", "?", "!")) else "."
-    return {"question": f"{body}{sep} {row['Question'].strip()}", "answer": _number_or_text(row["Answer"])}
+    return {"question": f"{body}{sep} {row['Question'].strip()}", "answer": _number_or_text(row["Answer"]),
+            "solution": str(row.get("Equation") or "")}
 
 
 def _mawps(row):
@@ -209,7 +219,152 @@ def _asdiv(row):
     m = ASDIV_ANSWER_RE.match(row["answer"])
     if not m:
         return None  # 131 of 2215 answers are names, times or yes/no: no numeric verifier applies; skipped
-    return {"question": f"{row['body'].strip()} {row['question'].strip()}", "answer": normalize_number(m.group(1))}
+    return {"question": f"{row['body'].strip()} {row['question'].strip()}", "answer": normalize_number(m.group(1)),
+            "solution": str(row.get("formula") or "")}
+
+
+# --- worked solutions: row -> (reasoning, answer), the SFT targets -------------------------------
+# Each builder writes only what the row's own data says: an upstream solution, equation or formula, or
+# reasoning-gym's metadata. None means no worked solution can be written for the row.
+
+def _fmt(x) -> str:
+    """A number as a person writes it: 290.0 -> "290", Fraction(7, 2) -> "3.5"."""
+    if isinstance(x, Fraction) and x.denominator != 1:
+        return normalize_number(str(float(x))) or str(x)
+    return normalize_number(str(x)) or str(x)
+
+
+def _solution_gsm8k(row):
+    """GSM8K's own worked solution, calculator annotations (<<48/2=24>>) removed."""
+    return (row["solution"], row["answer"]) if row.get("solution") else None
+
+
+_EQ_NUMBER_RE = re.compile(r"\d+\.\d+|\d+")
+
+
+def _solution_equation(row):
+    """SVAMP's gold equation, "( 290.0 / 2.0 )" -> "290 / 2 = 145."."""
+    eq = (row.get("solution") or "").strip()
+    if not eq:
+        return None
+    eq = _EQ_NUMBER_RE.sub(lambda m: _fmt(m.group()), eq)
+    eq = re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", eq))
+    if eq.startswith("(") and eq.endswith(")") and countdown_value(eq[1:-1]) is not None:
+        eq = eq[1:-1]  # the outer brackets of the whole equation say nothing
+    return f"{eq} = {row['answer']}.", row["answer"]
+
+
+def _solution_formula(row):
+    """ASDiv's gold formula ("7+2=9", "GCD(15,6)=3", "x+15=96"), written with spaces; only when it ends in the gold."""
+    formula = (row.get("solution") or "").strip()
+    numbers = _EQ_NUMBER_RE.findall(formula.split("=")[-1]) if "=" in formula else []
+    if not numbers or not numbers_equal(numbers[-1], row["answer"]):
+        return None
+    text = re.sub(r"\s*([+\-*/=])\s*", r" \1 ", formula).replace(";", ".")
+    return f"{text.strip()}.", row["answer"]
+
+
+MAWPS_SEARCH_NUMBERS = 6  # the first 6 numbers of a question: the equations of these sets use at most 3 of them
+
+
+def search_equation(question: str, gold: str) -> str | None:
+    """A worked equation over the question's numbers whose result, rounded as the gold is, equals the gold.
+
+    Tries every ordered choice of 3 numbers with two of + - * / (both bracketings), then of 2 numbers with
+    one: more numbers first, because a word problem's numbers are rarely distractors, and a 1-operation
+    match on a 2-step problem is usually a coincidence (17 and 14 carrots, 24 good: 24 - 17 = 7 is right
+    by chance, 17 + 14 - 24 = 7 is the solution). Negative intermediate results are skipped.
+    """
+    gold = normalize_number(gold)
+    numbers = [Fraction(n) for n in (normalize_number(x) for x in NUMBER_RE.findall(question.replace("$", ""))) if n is not None]
+    numbers = numbers[:MAWPS_SEARCH_NUMBERS]
+    if gold is None or len(numbers) < 2:
+        return None
+    places = len(gold.split(".")[1]) if "." in gold else 0
+
+    def hits(value):
+        return value is not None and normalize_number(f"{float(value):.{places}f}") == gold
+
+    def apply(a, op, b):
+        if op == "/":
+            return a / b if b else None
+        return {"+": a + b, "-": a - b, "*": a * b}[op]
+
+    ops, idx = "+-*/", range(len(numbers))
+    for i, j, k in ((i, j, k) for i in idx for j in idx for k in idx if len({i, j, k}) == 3):
+        for op1 in ops:
+            first = apply(numbers[i], op1, numbers[j])
+            if first is None or first < 0:
+                continue
+            for op2 in ops:
+                for left in (True, False):
+                    if hits(apply(first, op2, numbers[k]) if left else apply(numbers[k], op2, first)):
+                        step = f"{_fmt(first)} {op2} {_fmt(numbers[k])}" if left else f"{_fmt(numbers[k])} {op2} {_fmt(first)}"
+                        return f"{_fmt(numbers[i])} {op1} {_fmt(numbers[j])} = {_fmt(first)}, and {step} = {gold}."
+    for i, j in ((i, j) for i in idx for j in idx if i != j):
+        for op in ops:
+            if hits(apply(numbers[i], op, numbers[j])):
+                return f"{_fmt(numbers[i])} {op} {_fmt(numbers[j])} = {gold}."
+    return None
+
+
+def _solution_mawps(row):
+    """An equation found by search over the question's numbers (`search_equation`): MAWPS ships none."""
+    found = search_equation(row["question"], row["answer"])
+    return (found, normalize_number(row["answer"])) if found else None
+
+
+def _rg_meta(row) -> tuple[dict, str]:
+    gold = json.loads(row["answer"])
+    return gold.get("metadata") or {}, str(gold["answer"])
+
+
+def _solution_chain(row):
+    """reasoning-gym's `expression`, worked left to right when it is a chain of + and -, else stated whole."""
+    meta, answer = _rg_meta(row)
+    expr = meta.get("expression")
+    if not expr:
+        return None
+    tokens = expr.split()
+    if len(tokens) >= 3 and len(tokens) % 2 == 1 and all(t in "+-" for t in tokens[1::2]) \
+            and all(normalize_number(t) is not None for t in tokens[0::2]):
+        total, steps = Fraction(tokens[0]), []
+        for op, n in zip(tokens[1::2], tokens[2::2]):
+            new = total + Fraction(n) if op == "+" else total - Fraction(n)
+            steps.append(f"{_fmt(total)} {op} {n} = {_fmt(new)}")
+            total = new
+        return ", and ".join(steps) + ".", answer
+    return f"{expr} = {answer}.", answer
+
+
+def _solution_cot(row):
+    """reasoning-gym's own chain of thought (`answer_cot`), its '#### N' line dropped."""
+    meta, answer = _rg_meta(row)
+    cot = (meta.get("answer_cot") or "").rsplit("####", 1)[0].strip()
+    return (cot, answer) if cot else None
+
+
+def _solution_legs(row):
+    """Legs per animal (reasoning-gym's own table) times the counts in the metadata, then the sum."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    meta, answer = _rg_meta(row)
+    animals = meta.get("animals") or {}
+    if not animals or any(a not in ANIMALS for a in animals):
+        return None
+    parts = [f"A {a} has {ANIMALS[a]} legs: {n} * {ANIMALS[a]} = {n * ANIMALS[a]}." for a, n in animals.items()]
+    total = " + ".join(str(n * ANIMALS[a]) for a, n in animals.items())
+    return " ".join(parts) + f" In total {total} = {answer}.", answer
+
+
+def _solution_countdown(row):
+    """reasoning-gym's own expression for the target, with the numbers it uses."""
+    meta, _ = _rg_meta(row)
+    expr, target = meta.get("expression"), meta.get("target")
+    if not expr or target is None:
+        return None
+    numbers = ", ".join(str(n) for n in meta.get("numbers", []))
+    return f"{expr} = {target}, which uses {numbers} once each.", expr
 
 
 # --- the registry --------------------------------------------------------------------------------
@@ -237,6 +392,11 @@ class Task:
     rg_name: str | None = None  # reasoning-gym dataset, for rg: tasks
     exemplars: tuple = ()  # (question, reasoning, answer), written for this project
     strict_metric: str | None = "numeric"  # lighteval gold reader: "numeric", "latex", or None (use grade)
+    solution: Callable[[dict], tuple[str, str] | None] | None = None  # row -> (reasoning, answer): the SFT target
+
+    def worked_solution(self, row: dict) -> tuple[str, str] | None:
+        """(reasoning, answer) of a row in the training format's two parts, or None when none can be written."""
+        return self.solution(row) if self.solution else None
 
     def is_correct(self, completion: str, gold: str) -> bool:
         """Is the text inside the completion's <answer> tag right? The one check every reward and tier uses."""
@@ -257,19 +417,20 @@ class Task:
         else:
             src = f"<data_dir>/{self.source.folder}/ or Hub {self.source.hub or '(none known: needs --data_dir)'}"
         return {"task": self.name, "source": src, "verifier": self.verifier, "integer_answers": self.integer_answers,
-                "splits": list(self.splits), "exemplars": len(self.exemplars), "strict_metric": self.strict_metric or "verifier"}
+                "splits": list(self.splits), "exemplars": len(self.exemplars), "strict_metric": self.strict_metric or "verifier",
+                "worked_solutions": self.solution.__doc__.split("\n")[0] if self.solution else "none"}
 
 
-def _rg_task(name: str, integer_answers: bool, exemplars: tuple = (), grade=None) -> Task:
+def _rg_task(name: str, integer_answers: bool, exemplars: tuple = (), grade=None, solution=None) -> Task:
     return Task(name=RG_PREFIX + name, grade=grade or make_rg_grader(name),
                 verifier="countdown: own arithmetic parser (no eval), each number once, equals target"
                 if name == "countdown" else f"reasoning-gym {name}.score_answer == 1.0",
-                integer_answers=integer_answers, rg_name=name, exemplars=exemplars, strict_metric=None)
+                integer_answers=integer_answers, rg_name=name, exemplars=exemplars, strict_metric=None, solution=solution)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("gsm8k", grade_numeric, "numeric (exact decimal)", True, exemplars=WORD,
-         source=Source("gsm8k", "openai/gsm8k", _gsm8k, hub_config="main")),
+         source=Source("gsm8k", "openai/gsm8k", _gsm8k, hub_config="main"), solution=_solution_gsm8k),
     Task("math", grade_math, "math-verify", False, exemplars=MATH_EXEMPLARS, strict_metric="latex",
          source=Source("math", "AI-MO/NuminaMath-TIR", _numina, test_from="math500")),
     Task("math500", grade_math, "math-verify", False, splits=("test",), exemplars=MATH_EXEMPLARS, strict_metric="latex",
@@ -279,17 +440,17 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("amc23", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=INTEGER_MATH_EXEMPLARS,
          source=Source("amc23", "math-ai/amc23", _problem_answer)),
     Task("svamp", grade_numeric, "numeric (exact decimal)", True, splits=("test",), exemplars=WORD,
-         source=Source("svamp", "ChilleD/SVAMP", _svamp)),
+         source=Source("svamp", "ChilleD/SVAMP", _svamp), solution=_solution_equation),
     # MAWPS and ASDiv: the offline copies in ../shared/data; 13% of MAWPS and 3% of ASDiv answers are decimals.
     Task("mawps", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
-         source=Source("mawps", None, _mawps)),
+         source=Source("mawps", None, _mawps), solution=_solution_mawps),
     Task("asdiv", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
-         source=Source("asdiv", None, _asdiv)),
-    _rg_task("chain_sum", True, ARITHMETIC_EXEMPLARS),
-    _rg_task("basic_arithmetic", False, ARITHMETIC_EXEMPLARS),  # divisions can give decimals
-    _rg_task("gsm_symbolic", True, WORD),
-    _rg_task("leg_counting", True, LEG_EXEMPLARS),
-    _rg_task("countdown", False, COUNTDOWN_EXEMPLARS, grade=grade_countdown),
+         source=Source("asdiv", None, _asdiv), solution=_solution_formula),
+    _rg_task("chain_sum", True, ARITHMETIC_EXEMPLARS, solution=_solution_chain),
+    _rg_task("basic_arithmetic", False, ARITHMETIC_EXEMPLARS, solution=_solution_chain),  # divisions can give decimals
+    _rg_task("gsm_symbolic", True, WORD, solution=_solution_cot),
+    _rg_task("leg_counting", True, LEG_EXEMPLARS, solution=_solution_legs),
+    _rg_task("countdown", False, COUNTDOWN_EXEMPLARS, grade=grade_countdown, solution=_solution_countdown),
 ]}
 
 

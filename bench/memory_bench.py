@@ -17,8 +17,11 @@ Choices:
   --max_keys question keys per memory (GSM8K train has 7473 questions; the paper's N is the dataset
   size), at most --max_values (L) per key.
 - Variants (--variants) are embedder set-ups timed in the same run: `torch` and `onnx` are
-  `--embed_backend` values, `onnx-int8` the int8-quantized ONNX model (measured, not offered:
-  too lossy); all three deduplicate identical texts. `torch-nodedup` is the encode
+  `--embed_backend` values; measured, not offered: `onnx-int8` the int8-quantized ONNX model (too lossy),
+  `onnx-fused` the fp32 export after onnxruntime.transformers' BERT fusion (fused attention, skip
+  LayerNorm, bias GELU, embedding LayerNorm; no faster), `onnx-fused-b4` / `-b8` the same at 4 / 8
+  length-sorted texts per session call (slower), `onnx-len128` the export truncating at 128 word pieces
+  instead of the model's 256 (lossy for long reasonings); all deduplicate identical texts. `torch-nodedup` is the encode
   path before deduplication and ONNX (every text through sentence-transformers), the baseline the
   speed-ups are reported against. --distinct D < G makes each group hold only D distinct completions (as when a
   policy starts to repeat itself), which is where deduplication pays.
@@ -46,6 +49,7 @@ Targets on a 2-core CPU: <= 1.0 s per 2x16 call at 10k stored responses, <= 2x g
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,7 +64,8 @@ from ir_knn_st import DEFAULT_EMBEDDER, ENCODE_BATCH_SIZE, MemoryReward, load_em
 from ir_knn_st2 import SentenceMemoryReward  # noqa: E402
 
 NOISE = 0.05  # std of the noise that turns one pool embedding into many distinct, still GSM8K-like ones
-VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-int8")  # see the module docstring
+VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-int8", "onnx-fused", "onnx-fused-b4", "onnx-fused-b8",
+            "onnx-len128")  # see the module docstring
 ORIGINAL = "original"  # the cells that time the original Memory-R code (--original_repo)
 ORIGINAL_MODULE = "rewards/ir_knn_st.py"  # where the original keeps FastKNNMemory
 
@@ -240,12 +245,40 @@ def without_dedup(mem, model):
     mem.encode = encode
 
 
+def fused_onnx(fp32: Path, model_dir: Path) -> Path:
+    """onnxruntime.transformers' BERT fusion of an fp32 export (Attention, SkipLayerNormalization, BiasGelu,
+    EmbedLayerNormalization; still fp32), cached beside it as model-fused.onnx."""
+    from onnxruntime.transformers import optimizer
+
+    from onnx_embedder import _atomic_target
+
+    out = fp32.with_name("model-fused.onnx")
+    if not out.is_file():
+        config = json.loads((model_dir / "config.json").read_text())
+        fused = optimizer.optimize_model(str(fp32), model_type="bert", num_heads=config["num_attention_heads"],
+                                         hidden_size=config["hidden_size"], opt_level=1, use_gpu=False)
+        tmp = _atomic_target(out)
+        fused.save_model_to_file(str(tmp))
+        os.replace(tmp, out)
+    return out
+
+
 def load_variant(args, variant):
     """The embedder a --variants name stands for."""
-    if variant == "onnx-int8":
-        from onnx_embedder import OnnxSentenceEncoder
+    from onnx_embedder import OnnxSentenceEncoder, cpu_session
 
+    if variant == "onnx-int8":
         return OnnxSentenceEncoder(resolve_embedder(args.embedder), quantized=True)
+    if variant.startswith("onnx-"):  # measured, not offered: the fp32 export fused / batched / truncated
+        enc = load_embedder(args.embedder, device=args.device, backend="onnx")
+        if variant.startswith("onnx-fused"):
+            enc.path = fused_onnx(Path(enc.path), Path(resolve_embedder(args.embedder)))
+            enc.session = cpu_session(enc.path)
+            enc.batch_size = int(variant.partition("-b")[2] or 1)
+        if variant == "onnx-len128":
+            enc.max_seq_length = 128
+        enc.name_or_path = f"{resolve_embedder(args.embedder)} ({variant})"
+        return enc
     return load_embedder(args.embedder, device=args.device, backend=variant.removesuffix("-nodedup"))
 
 

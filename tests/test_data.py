@@ -25,7 +25,8 @@ def test_local_and_hub_format_give_identical_rows(tmp_path, data_dir):
     from_hub = data.load_hub_rows(str(tmp_path / "hub"), "main", "test", tasks.TASKS["gsm8k"].source.convert)
     local = tasks.load_task("gsm8k", "test", str(data_dir))[:50]
     assert from_hub == local
-    assert local[0] == {"question": raw[0]["question"], "answer": "18"}
+    assert local[0] == {"question": raw[0]["question"], "answer": "18",  # the gold, and the worked solution for SFT
+                        "solution": "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2 = $18 every day at the farmer’s market."}
 
 
 def test_full_gsm8k_sizes(data_dir):

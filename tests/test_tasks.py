@@ -86,8 +86,8 @@ def test_holdout_splits_a_one_split_task_by_position(data_dir):
 def test_asdiv_keeps_numeric_answers_only(data_dir):
     got = tasks.load_task("asdiv", "test", str(data_dir))
     assert len(got) == 2084  # 131 of 2215 answers are names, times or yes/no
-    assert got[0] == {"question": "Seven red apples and two green apples are in the basket. How many apples are in the basket?",
-                      "answer": "9"}
+    assert {k: got[0][k] for k in ("question", "answer")} == {
+        "question": "Seven red apples and two green apples are in the basket. How many apples are in the basket?", "answer": "9"}
 
 
 def test_rg_eval_rows_are_fixed_and_train_rows_follow_the_seed():
