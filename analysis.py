@@ -377,12 +377,12 @@ def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict]:
 
 
 def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
-    from rewards import METHODS, parse_use_ir
+    from rewards import METHODS, USE_IR_CHOICES, parse_use_ir
 
     rows, found = [], {}
     for label, method in result["methods"].items():
-        if METHODS[parse_use_ir(method["use_ir"])[0]][0] is None:
-            continue
+        if method["use_ir"] not in USE_IR_CHOICES or METHODS[parse_use_ir(method["use_ir"])[0]][0] is None:
+            continue  # no episodic memory: the sft row and the methods without one
         for seed in method["runs"]:
             name = _run_name(label, seed)
             summary = memory_summary(out / "runs" / name)

@@ -56,6 +56,7 @@ import sys
 import time
 from pathlib import Path
 
+import analysis
 import plot_stats
 import run_gsm8k
 from data import DATA_ENV, resolve_data_dir
@@ -591,7 +592,9 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
         writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
         writer.writeheader()
         writer.writerows(csv_rows)
-    (out / "results.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, **result}, indent=2, default=str))
+    exp_md, exp_json = analysis.experiment_report(out, settings, result)  # curves, significance vs r1, memory check
+    (out / "results.json").write_text(json.dumps({"settings": settings, "wall_seconds": wall, **result, "experiment": exp_json},
+                                                 indent=2, default=str))
 
     shown = {k: short_path(settings[k]) for k in ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "num_generations", "L",
                                        "max_steps", "nepochs", "save_steps", "lr", "train_args", "tasks", "eval_samples",
@@ -606,7 +609,7 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
              "## Accuracy (%)", "",
              "Last = final checkpoint; Best = best saved checkpoint on the same eval set (optimistic: it selects "
              "on the test rows). Mean ± sample std over seeds.", "",
-             md_table(header, md_rows), ""]
+             md_table(header, md_rows), "", exp_md, ""]
     for t in tasks:
         b = result["base"][t]
         if b and b.get("n"):
