@@ -67,7 +67,7 @@ compare: venv model eval-env
 	$(PY) run_compare.py --preset cpu
 
 bench: venv
-	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-int8 \
+	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-fused onnx-len128 onnx-int8 \
 		--reward_check tests/data/smollm2_gsm8k_completions.jsonl
 
 clean:

@@ -21,6 +21,12 @@ Choices:
   rewards (README, memory benchmark).
 - Texts are sorted by length and run one per session call: no padding, and on this CPU the
   fastest batch size (see INFER_BATCH_SIZE).
+- The export runs as is, under ONNX Runtime's default ORT_ENABLE_ALL online optimization (which already
+  fuses LayerNorm and bias-GELU). onnxruntime.transformers' offline BERT fusion (fused Attention,
+  SkipLayerNormalization, EmbedLayerNormalization; fp32, rewards within 2e-6) was 7-9% slower per call,
+  and slower still at 4 or 8 texts per call (bench variants onnx-fused, onnx-fused-b4/-b8). At 1 thread
+  the fp32 path is compute-bound: ~78 GFLOP per 2x16 call in ~0.8 CPU-s, about what a single-core
+  sgemm reaches on this CPU (~100 GFLOP/s), so no fp32 graph change can make it much faster.
 - Threads: as many intra-op threads as torch would use (`torch.get_num_threads()`, so
   OMP_NUM_THREADS and `torch.set_num_threads` hold for both backends).
 - Texts are truncated at the model's `max_seq_length`, as sentence-transformers does.
@@ -37,7 +43,7 @@ OPSET = 17  # the TorchScript exporter's well-trodden opset for BERT-style model
 EXPORT_TOLERANCE = 1e-4  # max |fp32 ONNX - torch| per embedding entry accepted at export (measured: ~2e-7)
 # Texts per session call. Sorted by length, one text per call needs no padding at all: on this 2-core CPU
 # (1 thread, 34 GSM8K-length texts) it took 0.81 CPU-s against torch's 1.25 at its batch of 8; batches
-# of 2 and 4 were slower than 1 (wall-clock, busy machine).
+# of 2, 4 and 8 were slower than 1, unfused and fused (wall-clock, busy machine).
 INFER_BATCH_SIZE = 1
 
 
