@@ -481,11 +481,7 @@ class MemoryReward:
                 continue
             raw, has = self._score(memory, queries, b["units"], unit_q, b["owner"], len(texts), centroid=name == "exploit", k=k)
             window = self.windows[name]
-            self.windows[name] = deque(window, maxlen=window.maxlen)  # _normalise pushes into a copy, not the window
-            try:
-                out[name] = self._normalise(name, raw, has, empty)
-            finally:
-                self.windows[name] = window
+            out[name] = minmax_normalise(raw, has, deque(window, maxlen=window.maxlen), empty)  # pushes into a copy only
             out[f"{name}_raw"], out[f"{name}_has"] = raw, has
         return out
 

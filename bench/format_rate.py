@@ -79,19 +79,15 @@ def main(argv=None):
         return rescore(Path(args.rescore))
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models import generate_batched, load_causal_lm
 
     task = get_task(args.task)
     rows = load_task(args.task, "test", args.data_dir, holdout=args.holdout, options=args.task_options)[:args.n]
     shots = exemplars(args.task, args.num_shots)
-    tok = AutoTokenizer.from_pretrained(args.model_name)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(args.model_name, dtype=torch.float32).eval()
+    model, tok = load_causal_lm(args.model_name, dtype=torch.float32)  # a LoRA adapter directory works too
     texts = [tok.apply_chat_template(build_messages(r["question"], args.num_shots, args.seed, shots), tokenize=False,
                                      add_generation_prompt=True) for r in rows]
-    from models import generate_batched
-
     start = time.time()
     responses = [c[0] for c in generate_batched(model, tok, texts, args.max_new_tokens, args.batch_size)]
     seconds = time.time() - start

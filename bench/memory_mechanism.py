@@ -140,15 +140,11 @@ def sample(args, splits: dict[str, list[dict]], path: Path) -> dict[str, list[li
             if any((split, i) not in cached for i in range(start, min(start + args.batch_size, len(rows))))]
     if todo:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from models import generate_batched
+        from models import generate_batched, load_causal_lm
         from prompts import build_messages
 
-        tokenizer = AutoTokenizer.from_pretrained(args.model_name)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(args.model_name, dtype=torch.float32).eval()
+        model, tokenizer = load_causal_lm(args.model_name, dtype=torch.float32)  # a LoRA adapter directory works too
         shots = exemplars(args.task, args.num_shots)
         path.parent.mkdir(parents=True, exist_ok=True)
         for n, (split, start) in enumerate(todo, 1):
