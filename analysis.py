@@ -334,8 +334,9 @@ def _cell(s: dict | None) -> tuple[str, str]:
 
 
 def _finished(method: dict, task: str) -> dict:
-    """{seed: run} of the runs of a method with a Last accuracy on `task`."""
-    return {seed: r for seed, r in method["runs"].items() if "last" in r["tasks"].get(task, {})}
+    """{seed: run} of the finished runs of a method with a Last accuracy on `task` (a run still training has none)."""
+    return {seed: r for seed, r in method["runs"].items()
+            if r.get("status", "done") == "done" and "last" in r["tasks"].get(task, {})}
 
 
 def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | None:

@@ -1,7 +1,7 @@
 """The paper's comparison in one command: methods x seeds of GRPO, the strict eval of every
 checkpoint, and a Table-1-style results table with training curves.
 
-    python run_compare.py --preset cpu            # this 2-core machine: SmolLM2-135M, 4 methods x 2 seeds
+    python run_compare.py --preset cpu            # this 2-core machine: SFT-warm-started SmolLM2-135M on chain_sum, 5 rows x 3 seeds
     python run_compare.py --preset paper          # a GPU with the Hub: Qwen2.5-0.5B, paper Table 4 settings
     python run_compare.py --methods r1,memoryr+ --seeds 0 --model_name PATH --max_steps 50 ...
 
@@ -18,6 +18,10 @@ What it does, top to bottom:
 Choices:
 - Settings: a preset's values, overridden by any flag given. `run_gsm8k.py` owns every default
   not set here. Extra training flags (memory options, ...) go through `--train_args "..."`.
+- Order: seed by seed (the seed's --init sft model, then every method), and each run's checkpoints are
+  evaluated as soon as it has trained, so an interrupted comparison leaves whole seeds with their curves.
+  `--report_only` writes results.* and the figures from what is finished so far, training and evaluating
+  nothing: a look at a long comparison while it runs, or the partial result of one that was stopped.
 - Resumable: a run is finished when this script wrote OUT/runs/<run>/compare_done.json after
   `run_gsm8k.py` exited 0; an eval is finished when its results.json exists. Neither is redone.
   A run folder with checkpoints but no marker crashed or was interrupted: it is reported and
@@ -25,13 +29,15 @@ Choices:
   rest of the comparison goes on; the script then exits 1.
   Changing a setting for an existing OUT is an error naming the setting (results would mix);
   adding methods, seeds or tasks is fine.
+- Disk: once a run is finished, the optimizer state of its checkpoints is deleted (`prune_resume_state`):
+  only a resume reads it, and it is two thirds of a full checkpoint. Weights and memory stay.
 - Best is the highest accuracy over the saved checkpoints, scored on the same eval set, as in the
   paper. It selects on the test set, so it is optimistic; Last is the unbiased number.
 - std is the sample standard deviation over seeds (ddof=1), from `plot_stats.mean_std`.
 - The eval curves start at step 0 with the base model, which is every run's starting point.
 - `--task` is any task of the registry (`tasks.py`), with `--holdout` and `--task_options` meaning
   what they mean to `run_gsm8k.py`, which gets them unchanged; the evals get them too. For a one-split
-  task (the cpu preset's SVAMP) the first `--holdout` rows are the eval rows and the rest train, so
+  task (SVAMP, MAWPS, ASDiv) the first `--holdout` rows are the eval rows and the rest train, so
   `--eval_samples` may not exceed `--holdout`. `--tasks` defaults to the training task.
 - `sft` in `--methods` is supervised fine-tuning (`run_sft.py`) on the training task's worked solutions,
   with the same data budget as a GRPO row: the same `--bs` (examples, there prompts) and `--gc`, the
@@ -67,6 +73,7 @@ from tasks import TASKS, get_task, parse_options
 
 ROOT = Path(__file__).resolve().parent
 DONE_MARKER = "compare_done.json"
+OPTIMIZER_STATE = "optimizer.*"  # trl/transformers' optimizer.pt (or .bin): resume-only state, deleted once a run is done
 EVAL_WALL = "eval_wall.json"  # wall seconds of one run_eval.py call, process start-up included
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the offline copy every dev machine and CI run has
 
@@ -79,21 +86,27 @@ PRESETS = {
         "save_steps": 100,  # 1 epoch = 7473 / (2 x 8) = 467 steps: checkpoints 100..400 and 467
         "tasks": "gsm8k", "eval_samples": -1,
     },
-    # This 2-core CPU machine, offline. Measured here (docs/results.md): SmolLM2-135M-Instruct answers 0/32
-    # SVAMP questions right at the start (GSM8K is harder), so its only reward signal is format; 1 shot makes
-    # it write <answer> tags in ~25% of completions (0-shot: never), and SVAMP is the easiest held-out set.
-    # At L=64 every completion was cut before its tags and the reward was 0 at every step, so L=128.
-    # A step (1 prompt x G 4) took 19-22 s on a free CPU and 40-420 s while other jobs ran; a run_eval.py call
-    # 30-60 s. 4 steps per run took 26 min for the whole comparison; 8 steps did not fit the hour under load.
+    # This 2-core CPU machine, offline: issue 10's experiment, sized by measurement (docs/results.md has the numbers).
+    # - Start: SmolLM2-135M-Instruct after a short SFT on chain_sum worked solutions, once per seed (--init sft);
+    #   the base model never writes <answer>, so it has no correctness signal to learn from.
+    # - Task: reasoning-gym chain_sum, 2-3 terms of 1-2 digits: the warm start answers 10-40% of it greedily and
+    #   its G samples are often mixed right/wrong; train and eval come from one generator (eval rows: a fixed
+    #   seed, train rows with those questions removed), 0-shot prompts of 62 tokens, answers of ~35 tokens.
+    # - Cost (bench/train_bench.py here, 2 prompts x G 8, L 48): beta 0 skips the reference model's forward,
+    #   59 s a step against 73 s at beta 0.04; LoRA r 16 was slower (66 s: its optimisation is 25% cheaper, but
+    #   generating through the unmerged adapter took twice as long). L 64 holds every warm-start answer.
     "cpu": {
         "model_name": str(ROOT / "models" / "SmolLM2-135M-Instruct"), "data_dir": str(SHARED_DATA),
-        "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1",
-        "task": "svamp", "holdout": 100, "num_shots": 1,
-        "bs": 1, "gc": 1, "L": 128, "num_generations": 4, "max_steps": 4, "save_steps": 4,
-        "lr": 2e-5,  # 4x the paper's 5e-6: over 4 steps the paper's rate moves the policy by next to nothing
+        "methods": "r1,cosine,memoryr,memoryr+,sft", "seeds": "0,1,2",
+        "init": "sft", "init_args": "--examples_per_task 96 --bs 8 --lr 1.5e-4 --max_length 256",
+        "task": "rg:chain_sum", "task_options": '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}',
+        "num_shots": 0, "bs": 4, "gc": 1, "num_generations": 4, "L": 64, "max_steps": 8, "save_steps": 4,
+        "beta": 0.0,  # trl 1.16's own default; the paper's 0.04 costs a reference forward per step
+        "lr": 5e-5,  # 10x the paper's 5e-6: 8 steps at the paper's rate barely move the policy
         # explore switches on after ~10% of training, as the default 50 of the paper's 467 steps does
         "train_args": "--explore_warmup 1",
-        "tasks": "svamp", "eval_samples": 32, "eval_max_new_tokens": 128, "eval_batch_size": 16,
+        "sft_args": "--lr 1.5e-4",  # the sft row continues the warm start at its rate, on the GRPO rows' questions
+        "tasks": "rg:chain_sum", "eval_samples": 200, "eval_max_new_tokens": 64, "eval_batch_size": 100,
     },
 }
 # Used when neither a preset nor a flag sets the value (None = leave it to run_gsm8k.py / run_eval.py).
@@ -124,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", choices=list(PRESETS), default=None, help="settings bundle; flags given override it")
     g.add_argument("--methods", help="comma list of --use_ir values (default r1,cosine,memoryr,memoryr+; "
                                      "exploration peers: entropy, outcome_ucb, novelty)")
-    g.add_argument("--seeds", help="comma list of seeds (default 0,1,2; cpu preset 0,1)")
+    g.add_argument("--seeds", help="comma list of seeds (default 0,1,2)")
     g.add_argument("--output_dir", default=None, help="comparison folder (default runs/compare-<preset or custom>)")
     g.add_argument("--skip_base", action="store_true", help="do not evaluate the base model")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and the commands, run nothing")
+    g.add_argument("--report_only", action="store_true",
+                   help="write results.* and figures from what is finished now (e.g. while a long comparison runs); "
+                        "train and evaluate nothing")
 
     g = p.add_argument_group("training (forwarded to run_gsm8k.py)")
     g.add_argument("--model_name", help="base model: Hub id or local HF directory")
@@ -356,8 +372,34 @@ def train_run(settings, method, seed, run_dir: Path, data_dir, dry_run: bool, mo
         return {"status": "failed", "returncode": rc, "seconds": seconds, "resumed": resume, "log": str(run_dir / "train.log")}
     record = {"returncode": 0, "seconds": round(seconds, 1), "resumed": resume, "command": shlex.join(cmd)}
     marker.write_text(json.dumps(record, indent=2))
+    freed = prune_resume_state(run_dir)
+    if freed:
+        print(f"[train] {run_dir.name}: removed optimizer state of its finished checkpoints ({freed / 2**30:.1f} GiB)")
     print(f"[train] {run_dir.name}: done in {seconds:.0f}s")
     return {**record, "status": "done", "trained_now": True}
+
+
+def prune_resume_state(run_dir: Path) -> int:
+    """Delete the optimizer state of a finished run's checkpoints; bytes freed.
+
+    Only `--resume` reads it, and a finished run is never resumed here, while it is two thirds of a full
+    checkpoint (AdamW keeps two fp32 moments per weight): 1 GB of SmolLM2-135M's 1.6 GB, 4 GB of
+    Qwen2.5-0.5B's 6 GB. The weights, the episodic memory and trainer_state.json stay.
+    """
+    freed = 0
+    for _, ckpt in checkpoints(run_dir):
+        for f in ckpt.glob(OPTIMIZER_STATE):
+            freed += f.stat().st_size
+            f.unlink()
+    return freed
+
+
+def finished_status(run_dir: Path) -> dict:
+    """--report_only: a run's status record from its folder alone (done marker, else not finished)."""
+    marker = run_dir / DONE_MARKER
+    if marker.is_file():
+        return {**json.loads(marker.read_text()), "status": "done"}
+    return {"status": "not finished" if run_dir.is_dir() else "not started"}
 
 
 def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_dir: Path, data_dir) -> list[str]:
@@ -505,7 +547,8 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
             runs[seed] = run
         summary = {}
         for t in tasks:
-            done = [r["tasks"][t] for r in runs.values() if "last" in r["tasks"][t]]
+            # only finished runs: an unfinished run's newest checkpoint is not its Last
+            done = [r["tasks"][t] for r in runs.values() if r["status"] == "done" and "last" in r["tasks"][t]]
             summary[t] = {"last": summarise([d["last"] for d in done]), "best": summarise([d["best"] for d in done])}
             divs = [d["diversity"] for d in done if d["diversity"]]
             summary[t]["diversity"] = {k: summarise([d[k] for d in divs if k in d]) for k in (divs[0] if divs else {})}
@@ -679,6 +722,10 @@ def main(argv=None) -> int:
     eval_python = args.eval_python or (str(ROOT / ".venv-eval" / "bin" / "python")
                                        if (ROOT / ".venv-eval" / "bin" / "python").exists() else sys.executable)
     print(json.dumps({"output_dir": str(out), "eval_python": eval_python, **settings}, indent=2))
+    if args.report_only and not (out / "compare_config.json").is_file():
+        p.error(f"argument --report_only: {out} holds no comparison (no compare_config.json); name its --output_dir")
+    if args.dry_run and args.report_only:
+        p.error("arguments --dry_run and --report_only: choose one")
     if not args.dry_run:
         check_settings_unchanged(out, settings)
         out.mkdir(parents=True, exist_ok=True)
@@ -686,31 +733,37 @@ def main(argv=None) -> int:
     data_dir = settings["data_dir"]
     start = time.time()
 
-    inits = {}  # --init sft: seed -> status of its warm start
-    if settings["init"] == "sft":
-        for seed in settings["seeds"]:
-            inits[seed] = train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
-                                    cmd=init_command(settings, seed, data_dir, out))
-    statuses = {}
-    for method in settings["methods"]:
-        for seed in settings["seeds"]:
+    # Seed by seed, each run evaluated as soon as it is trained: an interrupted comparison leaves whole seeds
+    # (every method, curves included) rather than one method's runs with no evals.
+    inits, statuses, eval_failed = {}, {}, []  # inits: --init sft, seed -> status of its warm start
+
+    def evaluate_all(name: str, jobs: list[tuple[int, str]]) -> None:
+        for step, model in jobs:
+            if args.report_only:
+                continue
+            st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run)
+            if st["status"] == "failed":
+                eval_failed.append(f"{name}/{step}")
+
+    if not args.skip_base:
+        evaluate_all("base", [(0, settings["model_name"])])
+    for seed in settings["seeds"]:
+        if settings["init"] == "sft":
+            inits[seed] = (finished_status(init_dir(out, seed)) if args.report_only else
+                           train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
+                                     cmd=init_command(settings, seed, data_dir, out)))
+            if inits[seed]["status"] != "failed":
+                evaluate_all(init_name(seed), [(0, str(init_dir(out, seed)))])
+        for method in settings["methods"]:
             name = run_name(method, seed)
             if inits.get(seed, {}).get("status") == "failed":
                 print(f"[train] {name}: not started, the seed's --init sft failed")
                 statuses[name] = {"status": "failed (init)"}
                 continue
-            statuses[name] = train_run(settings, method, seed, out / "runs" / name, data_dir, args.dry_run,
-                                       start_model(settings, out, seed))
-
-    eval_jobs = [] if args.skip_base else [("base", 0, settings["model_name"])]
-    eval_jobs += [(init_name(seed), 0, str(init_dir(out, seed))) for seed, st in inits.items() if st["status"] != "failed"]
-    for name in statuses:
-        eval_jobs += [(name, step, str(d)) for step, d in checkpoints(out / "runs" / name)]
-    eval_failed = []
-    for name, step, model in eval_jobs:
-        st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run)
-        if st["status"] == "failed":
-            eval_failed.append(f"{name}/{step}")
+            run_dir = out / "runs" / name
+            statuses[name] = (finished_status(run_dir) if args.report_only else
+                              train_run(settings, method, seed, run_dir, data_dir, args.dry_run, start_model(settings, out, seed)))
+            evaluate_all(name, [(step, str(d)) for step, d in checkpoints(run_dir)])
     if args.dry_run:
         return 0
 
@@ -723,6 +776,8 @@ def main(argv=None) -> int:
     write_results(out, settings, result, figures, {"total": time.time() - start})
     print((out / "results.md").read_text().split("## Diversity")[0])
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}")
+    if args.report_only:
+        return 0
     failed = [n for n, s in statuses.items() if s["status"].startswith("failed")]
     failed += [init_name(seed) for seed, st in inits.items() if st["status"] == "failed"]
     if failed or eval_failed:
