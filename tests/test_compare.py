@@ -259,3 +259,27 @@ def test_report_only_writes_results_from_finished_runs_and_runs_nothing(tmp_path
     assert float(rows["memoryr+"]["svamp_last_mean"]) == pytest.approx(0.75)
     md = (out / "results.md").read_text()
     assert "run r1 seed 1: not finished" in md and "run memoryr+ seed 1: not started" in md
+
+
+def test_publish_keeps_the_prose_and_replaces_the_generated_part(tmp_path):
+    out, docs = tmp_path / "c", tmp_path / "docs"
+    s = settings_for(methods="r1", seeds="0", tasks="gsm8k")
+    fake_eval(out, "base", 0, "gsm8k", 0.25)
+    fake_checkpoint(out, "r1-seed0", 2)
+    fake_eval(out, "r1-seed0", 2, "gsm8k", 0.5)
+    write_results(out, s, collect(out, s, {"r1-seed0": {"status": "done", "seconds": 1.0}}), [], {"total": 1})
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "figures" / "new.png").write_bytes(b"png")
+    docs.mkdir()
+    (docs / "figures").mkdir()
+    (docs / "figures" / "stale.png").write_bytes(b"old")
+    doc = docs / "results.md"
+    doc.write_text("# Reading\n\nHand-written prose.\n\n" + run_compare.GENERATED_LINE + "\n\nold table | 99.9\n")
+    run_compare.publish(out, doc)
+    text = doc.read_text()
+    assert text.startswith("# Reading\n\nHand-written prose.\n\n" + run_compare.GENERATED_LINE)
+    assert text.count(run_compare.GENERATED_LINE) == 1 and "old table" not in text
+    assert text.endswith((out / "results.md").read_text()) and "| r1 | 1 | 50.0 | 50.0 |" in text
+    assert "stale.png" not in [p.name for p in (docs / "figures").iterdir()]
+    assert (docs / "figures" / "new.png").read_bytes() == b"png"
+    assert json.loads((docs / "results.json").read_text())["methods"]["r1"]["summary"]["gsm8k"]["last"]["mean"] == 0.5
