@@ -64,7 +64,7 @@ eval: eval-env model
 	$(EVAL_VENV)/bin/python run_eval.py --task gsm8k --model_name $(MODEL_DIR) --max_samples 16 --max_new_tokens 256
 
 compare: venv model eval-env
-	$(PY) run_compare.py --preset cpu
+	$(PY) run_compare.py --preset cpu --publish docs/results.md
 
 bench: venv
 	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-fused onnx-len128 onnx-int8 \

@@ -45,8 +45,9 @@ Choices:
   advantages), so they are reported but do not count. With several prompts per batch a non-zero batch
   std can still come from differences between groups only; `bench/memory_mechanism.py` measures the
   within-group signal directly.
-- learning_visible: the binomial standard error is taken at the pooled accuracy of the start and r1's
-  mean Last, sqrt(p(1-p)/n) on the n eval questions. The start's own SE would be 0 at a starting accuracy
+- learning_visible: the start is each finished r1 run's own step 0 (the base model, or with --init sft its
+  seed's SFT model), averaged over those runs. The binomial standard error is taken at the pooled accuracy of
+  the start and r1's mean Last, sqrt(p(1-p)/n) on the n eval questions. The start's own SE would be 0 at a starting accuracy
   of 0, where one extra right question would then pass the bar.
 """
 import json
@@ -339,6 +340,21 @@ def _finished(method: dict, task: str) -> dict:
             if r.get("status", "done") == "done" and "last" in r["tasks"].get(task, {})}
 
 
+def _start(curve: dict) -> float | None:
+    """A run curve's step-0 accuracy (its starting model); keys are ints, or strings after a JSON round trip."""
+    value = curve.get(0, curve.get("0"))
+    return None if value is None else float(value)
+
+
+def _eval_questions(result: dict, task: str) -> int | None:
+    """Eval questions behind each accuracy: from the SFT start's evals (--init sft), else the base model's."""
+    init = (result.get("init") or {}).get(task)
+    if init and init.get("questions"):
+        return int(init["questions"])
+    base = result["base"].get(task)
+    return int(base["n"]) if base and base.get("n") else None
+
+
 def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | None:
     path = out / "evals" / _run_name(label, seed) / str(run["final_step"]) / task / "details.jsonl"
     return per_question_correct(path) if path.is_file() else None
@@ -448,18 +464,19 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
         md += [""] + ([f"- fewer than {MIN_SEEDS} finished seeds: {', '.join(few)}", ""] if few else [])
         sig_lines, sig = _significance(out, result, task)
         md += ["Differences in accuracy points (method − r1):", ""] + sig_lines + [""]
-        base = result["base"].get(task)
         ref = _finished(result["methods"].get(REFERENCE, {"runs": {}}), task)
+        starts = [_start(r["tasks"][task]["curve"]) for r in ref.values()]  # each run's own start (base or its seed's SFT)
+        n_questions = _eval_questions(result, task)
         visible = None
-        if base and base.get("n") and ref:
-            visible = learning_visible(base["accuracy"], int(base["n"]), [r["tasks"][task]["last"] for r in ref.values()])
+        if ref and n_questions and None not in starts:
+            visible = learning_visible(sum(starts) / len(starts), n_questions, [r["tasks"][task]["last"] for r in ref.values()])
             md.append(f"- Learning visible ({REFERENCE}'s mean Last beats the start by ≥ {LEARNING_SES:g} binomial SEs): "
                       f"**{'yes' if visible['visible'] else 'no'}**: {REFERENCE} mean Last {_pts(visible['last_mean'])}% "
                       f"({visible['seeds']} seeds), start {_pts(visible['start'])}% (n = {visible['n']}), margin "
                       f"{_pts(visible['margin'], True)} points, SE {_pts(visible['se'])} points at the pooled accuracy, "
                       f"bar {_pts(visible['bar'])} points")
         else:
-            md.append(f"- Learning visible: not decided (needs the start's eval with n and finished {REFERENCE} runs)")
+            md.append(f"- Learning visible: not decided (needs the start's eval and finished {REFERENCE} runs)")
         md.append("")
         report["tasks"][task] = {"curves": bands, "table": table, "significance": sig, "learning_visible": visible,
                                  "figure": None if fig is None else fig.relative_to(out).as_posix()}

@@ -534,7 +534,11 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
               "methods": {}}
     if settings.get("init") == "sft":  # the start of every run: the seed's SFT model
         init = {seed: {t: read_eval(out / "evals" / init_name(seed) / "0", t) for t in tasks} for seed in settings["seeds"]}
-        result["init"] = {t: summarise([init[seed][t]["accuracy"] for seed in init if init[seed][t]]) for t in tasks}
+        result["init"] = {}
+        for t in tasks:
+            evals = [init[seed][t] for seed in init if init[seed][t]]
+            summary = summarise([e["accuracy"] for e in evals])  # n = seeds; questions = eval questions of each
+            result["init"][t] = summary and {**summary, "questions": evals[0].get("n")}
     for method in settings["methods"]:
         label = method_name(method)
         runs = {}

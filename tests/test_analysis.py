@@ -299,3 +299,23 @@ def test_experiment_report_with_no_difference(tmp_path):
     assert sig["difference"] == 0 and sig["p"] == pytest.approx(1.0)
     assert "the interval includes 0: no difference detected at this size" in md
     assert "higher" not in md and "better" not in md and "lower" not in md
+
+
+def test_with_init_sft_learning_is_measured_from_each_seeds_sft_model(tmp_path):
+    """r1 ends at 31/60 on average: far above the base model (0/60), but only 1 question above its SFT start."""
+    settings = run_compare.resolve_settings(run_compare.build_parser(), run_compare.build_parser().parse_args(
+        ["--methods", "r1", "--seeds", "0,1,2", "--tasks", "svamp", "--task", "svamp", "--holdout", "60",
+         "--eval_samples", "60", "--init", "sft", "--bs", "1", "--gc", "1", "--num_generations", "4"]))
+    out, q = tmp_path, 60
+    fake_eval(out, "base", 0, "svamp", [False] * q)
+    for seed in (0, 1, 2):
+        fake_eval(out, run_compare.init_name(seed), 0, "svamp", [i < 29 + seed for i in range(q)])  # 29, 30, 31 right
+        fake_checkpoint(out, f"r1-seed{seed}", 4)
+        fake_eval(out, f"r1-seed{seed}", 4, "svamp", [i < 30 + seed for i in range(q)])
+    statuses = {f"r1-seed{s}": {"status": "done", "seconds": 1.0} for s in (0, 1, 2)}
+    result = run_compare.collect(out, settings, statuses)
+    assert result["init"]["svamp"]["questions"] == q and result["init"]["svamp"]["n"] == 3
+    md, report = experiment_report(out, settings, result)
+    lv = report["tasks"]["svamp"]["learning_visible"]
+    assert lv["start"] == pytest.approx(30 / 60) and lv["margin"] == pytest.approx(1 / 60) and lv["n"] == q
+    assert not lv["visible"] and "**no**" in md
