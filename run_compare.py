@@ -722,8 +722,8 @@ def eval_figures(out: Path, result: dict, tasks: list[str]) -> list:
         groups = {label: [(list(r["tasks"][t]["curve"]), list(r["tasks"][t]["curve"].values()), seed)
                           for seed, r in m["runs"].items() if len(r["tasks"][t]["curve"]) > 0]
                   for label, m in result["methods"].items()}
-        path = plot_stats.plot_curves(groups, f"Strict eval accuracy on {t} vs checkpoint (step 0 = base model)",
-                                      "accuracy", out / "figures" / f"eval_{t}.png", xlabel="checkpoint step")
+        path = plot_stats.plot_curves(groups, f"Strict eval accuracy on {t} vs checkpoint (step 0 = the starting model)",
+                                      "accuracy", out / "figures" / plot_stats.file_name(f"eval_{t}"), xlabel="checkpoint step")
         if path is not None:
             figs.append((f"eval_{t}", f"Strict eval accuracy on {t} vs checkpoint", path))
     return figs
