@@ -353,7 +353,7 @@ def train_run(settings, method, seed, run_dir: Path, data_dir, dry_run: bool, mo
     marker = run_dir / DONE_MARKER
     if marker.is_file():
         print(f"[train] {run_dir.name}: finished earlier, not redone")
-        return {**json.loads(marker.read_text()), "status": "done", "trained_now": False}
+        return {**finished_status(run_dir), "trained_now": False}
     is_sft = method == SFT_METHOD or cmd is not None
     crashed = bool(checkpoints(run_dir)) or (is_sft and run_dir.is_dir())
     resume = crashed and not is_sft
@@ -750,10 +750,10 @@ def main(argv=None) -> int:
     eval_python = args.eval_python or (str(ROOT / ".venv-eval" / "bin" / "python")
                                        if (ROOT / ".venv-eval" / "bin" / "python").exists() else sys.executable)
     print(json.dumps({"output_dir": str(out), "eval_python": eval_python, **settings}, indent=2))
-    if args.report_only and not (out / "compare_config.json").is_file():
-        p.error(f"argument --report_only: {out} holds no comparison (no compare_config.json); name its --output_dir")
     if args.dry_run and args.report_only:
         p.error("arguments --dry_run and --report_only: choose one")
+    if args.report_only and not (out / "compare_config.json").is_file():
+        p.error(f"argument --report_only: {out} holds no comparison (no compare_config.json); name its --output_dir")
     if not args.dry_run:
         check_settings_unchanged(out, settings)
         out.mkdir(parents=True, exist_ok=True)
@@ -766,9 +766,9 @@ def main(argv=None) -> int:
     inits, statuses, eval_failed = {}, {}, []  # inits: --init sft, seed -> status of its warm start
 
     def evaluate_all(name: str, jobs: list[tuple[int, str]]) -> None:
+        if args.report_only:
+            return
         for step, model in jobs:
-            if args.report_only:
-                continue
             st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run)
             if st["status"] == "failed":
                 eval_failed.append(f"{name}/{step}")
