@@ -59,9 +59,14 @@ def worker(out):
 
     from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 
+    # The embedder loads before the process group starts. Loaded after it, transformers' from_pretrained
+    # keeps the group alive past destroy_process_group (torch 2.13, transformers 5.23); its gloo threads
+    # then die during interpreter shutdown, which aborted about 1 exit in 3 ("terminate called without
+    # an active exception", SIGABRT) after every file had been written.
+    embedder = load_embedder(DEFAULT_EMBEDDER, device="cpu")
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    ucb, nov = make(load_embedder(DEFAULT_EMBEDDER, device="cpu"))
+    ucb, nov = make(embedder)
     rewards = []
     for b in global_batches():
         rewards.append(score(ucb, nov, {key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in b.items()}))
