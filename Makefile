@@ -54,8 +54,10 @@ demo: venv model
 		--bs 2 --gc 1 --num_generations 4 --L 64 --max_steps 4 --save_steps 2 --explore_warmup 2 \
 		--report_to tensorboard --output_dir output/demo-smollm2-knn+
 
+# Two workers with one thread each: most of the suite's time is single-threaded (the subprocesses' imports),
+# so two files at once fill both cores; one test file per worker keeps its module fixtures built once.
 test: venv model eval-env
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 test-fast: venv model eval-env
 	$(PY) -m pytest -q -m "not slow" tests
