@@ -472,7 +472,7 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
             visible = learning_visible(sum(starts) / len(starts), n_questions, [r["tasks"][task]["last"] for r in ref.values()])
             md.append(f"- Learning visible ({REFERENCE}'s mean Last beats the start by ≥ {LEARNING_SES:g} binomial SEs): "
                       f"**{'yes' if visible['visible'] else 'no'}**: {REFERENCE} mean Last {_pts(visible['last_mean'])}% "
-                      f"({visible['seeds']} seeds), start {_pts(visible['start'])}% (n = {visible['n']}), margin "
+                      f"({visible['seeds']} seed{'' if visible['seeds'] == 1 else 's'}), start {_pts(visible['start'])}% (n = {visible['n']}), margin "
                       f"{_pts(visible['margin'], True)} points, SE {_pts(visible['se'])} points at the pooled accuracy, "
                       f"bar {_pts(visible['bar'])} points")
         else:

@@ -281,6 +281,7 @@ def test_experiment_report_with_a_clear_gain(tmp_path):
     assert "excludes 0: memoryr+ is higher than r1" in md
     lv = report["tasks"]["svamp"]["learning_visible"]  # r1: 20/60 -> mean 31/60
     assert lv["margin"] == pytest.approx(11 / 60) and lv["visible"] and "**yes**" in md
+    assert "r1 mean Last 51.7% (3 seeds), start 33.3%" in md
     curves = report["tasks"]["svamp"]["curves"]["r1"]
     assert [p["x"] for p in curves] == [0, 8, 16]  # steps 0, 2, 4 x 4 completions per step
     assert curves[0]["mean"] == pytest.approx(20 / 60)
