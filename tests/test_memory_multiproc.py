@@ -58,9 +58,10 @@ def worker(data_dir, out):
 
     from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder
 
+    embedder = load_embedder(DEFAULT_EMBEDDER, device="cpu")  # before the group starts: see test_exploration_multiproc.worker
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    mem = MemoryReward(k=2, explore=True, explore_warmup=1, embedder=load_embedder(DEFAULT_EMBEDDER, device="cpu"))
+    mem = MemoryReward(k=2, explore=True, explore_warmup=1, embedder=embedder)
     per_rank = PROMPTS * GENERATIONS // dist.get_world_size()
     rewards = []
     for step, b in enumerate(global_batches(data_dir)):
