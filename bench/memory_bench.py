@@ -18,7 +18,9 @@ Choices:
   size), at most --max_values (L) per key.
 - Variants (--variants) are embedder set-ups timed in the same run: `torch` and `onnx` are
   `--embed_backend` values; measured, not offered: `onnx-int8` the int8-quantized ONNX model (too lossy),
-  `onnx-fused` the fp32 export after onnxruntime.transformers' BERT fusion (fused attention, skip
+  `onnx-intra` onnx with one session whose
+  threads split each text's matrix products (the default runs one single-threaded session per thread, texts
+  shared out), `onnx-fused` the fp32 export after onnxruntime.transformers' BERT fusion (fused attention, skip
   LayerNorm, bias GELU, embedding LayerNorm; no faster), `onnx-fused-b4` / `-b8` the same at 4 / 8
   length-sorted texts per session call (slower), `onnx-len128` the export truncating at 128 word pieces
   instead of the model's 256 (lossy for long reasonings); all deduplicate identical texts. `torch-nodedup` is the encode
@@ -64,7 +66,7 @@ from ir_knn_st import DEFAULT_EMBEDDER, ENCODE_BATCH_SIZE, MemoryReward, load_em
 from ir_knn_st2 import SentenceMemoryReward  # noqa: E402
 
 NOISE = 0.05  # std of the noise that turns one pool embedding into many distinct, still GSM8K-like ones
-VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-int8", "onnx-fused", "onnx-fused-b4", "onnx-fused-b8",
+VARIANTS = ("torch-nodedup", "torch", "onnx", "onnx-intra", "onnx-int8", "onnx-fused", "onnx-fused-b4", "onnx-fused-b8",
             "onnx-len128")  # see the module docstring
 ORIGINAL = "original"  # the cells that time the original Memory-R code (--original_repo)
 ORIGINAL_MODULE = "rewards/ir_knn_st.py"  # where the original keeps FastKNNMemory
@@ -273,8 +275,10 @@ def load_variant(args, variant):
         enc = load_embedder(args.embedder, device=args.device, backend="onnx")
         if variant.startswith("onnx-fused"):
             enc.path = fused_onnx(Path(enc.path), Path(resolve_embedder(args.embedder)))
-            enc.session = cpu_session(enc.path)
+            enc.sessions = [cpu_session(enc.path) for _ in enc.sessions]
             enc.batch_size = int(variant.partition("-b")[2] or 1)
+        if variant == "onnx-intra":  # one session, all threads inside each text's matrix products
+            enc.sessions = [cpu_session(enc.path, threads=len(enc.sessions))]
         if variant == "onnx-len128":
             enc.max_seq_length = 128
         enc.name_or_path = f"{resolve_embedder(args.embedder)} ({variant})"

@@ -84,6 +84,22 @@ def test_onnx_fp32_rewards_equal_torch(torch_rewards, onnx_fp32, batches):
     assert np.abs(replay(memory(onnx_fp32), batches) - torch_rewards).max() < MAX_REWARD_DIFF / 100  # measured: 1.3e-6
 
 
+def test_onnx_threads_share_out_texts_and_embed_each_exactly_as_one_thread(onnx_fp32, batches):
+    """Two single-threaded sessions side by side, each embedding its share of the texts: every embedding is
+    bit-for-bit the one a single session gives, in input order (issue 12: faster, and lossless)."""
+    from onnx_embedder import OnnxSentenceEncoder
+    from ir_knn_st import resolve_embedder
+
+    texts = [c for b in batches[:2] for c in b["completions"]]
+    texts = [t if isinstance(t, str) else t[-1]["content"] for t in texts]
+    two = OnnxSentenceEncoder(resolve_embedder(DEFAULT_EMBEDDER), threads=2)
+    assert len(two.sessions) == 2 and len(onnx_fp32.sessions) == 1  # make test runs at OMP_NUM_THREADS=1
+    got, want = two.encode(texts), onnx_fp32.encode(texts)
+    assert got.shape == (len(texts), onnx_fp32.dimension) and len(set(texts)) > 32
+    assert np.array_equal(got, want)
+    assert np.array_equal(two.encode(texts[::-1]), want[::-1])  # rows follow the input, whatever the order
+
+
 def test_int8_moves_rewards_past_the_bound_so_it_is_not_offered(torch_rewards, batches):
     """Why there is no int8 backend: on these completions it moves rewards far past MAX_REWARD_DIFF."""
     from onnx_embedder import OnnxSentenceEncoder
