@@ -157,7 +157,7 @@ class OnnxSentenceEncoder:
         self.device = "cpu"
         self.batch_size = INFER_BATCH_SIZE
         self.sessions = [cpu_session(self.path) for _ in range(max(1, threads or torch.get_num_threads()))]
-        self._pool = None  # a ThreadPoolExecutor over self.sessions, made on first use
+        self._pool = None  # (pid, ThreadPoolExecutor over self.sessions), made on first use in each process
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
@@ -184,10 +184,10 @@ class OnnxSentenceEncoder:
             for rows, feeds in chunks:
                 out[rows] = self.sessions[0].run(None, feeds)[0]
         else:
-            if self._pool is None:
+            if self._pool is None or self._pool[0] != os.getpid():  # a forked child has none of its parent's threads
                 from concurrent.futures import ThreadPoolExecutor
-                self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="onnx-encode")
-            for done in [self._pool.submit(run, w) for w in range(len(self.sessions))]:
+                self._pool = (os.getpid(), ThreadPoolExecutor(len(self.sessions), thread_name_prefix="onnx-encode"))
+            for done in [self._pool[1].submit(run, w) for w in range(len(self.sessions))]:
                 done.result()  # re-raises a worker's error here
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

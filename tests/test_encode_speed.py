@@ -7,6 +7,7 @@ batch after batch (2 questions x 16) through a fresh Memory-R+ memory per encode
 exploit and explore reward with the fp32 torch encoder's.
 """
 import os
+import select
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,17 @@ def test_onnx_threads_share_out_texts_and_embed_each_exactly_as_one_thread(onnx_
     assert got.shape == (len(texts), onnx_fp32.dimension) and len(set(texts)) > 32
     assert np.array_equal(got, want)
     assert np.array_equal(two.encode(texts[::-1]), want[::-1])  # rows follow the input, whatever the order
+    # A forked child (the parent's pool threads do not exist there) makes its own pool and gets the same rows.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"1" if np.array_equal(two.encode(texts[:8]), want[:8]) else b"0")
+        os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 120)
+    answer = os.read(read, 1) if ready else b"timeout"
+    os.waitpid(pid, 0) if ready else os.kill(pid, 9)
+    assert answer == b"1"
 
 
 def test_int8_moves_rewards_past_the_bound_so_it_is_not_offered(torch_rewards, batches):
