@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (betas 0.9/0.99, weight decay 0.1, 10%% warm-up, cosine, clip 0.1)")
     g.add_argument("--beta", type=float, default=0.04, help="KL coefficient")
     g.add_argument("--loss_type", default="grpo", choices=["grpo", "dr_grpo", "dapo", "bnpo"], help="TRL loss aggregation")
+    g.add_argument("--scale_rewards", default="group", choices=["group", "batch", "none"],
+                   help="advantage = (reward - group mean) / std of the group (paper, trl's default), of the batch, or not divided (Dr. GRPO)")
     g.add_argument("--temperature", type=float, default=0.9, help="sampling temperature for rollouts")
     g.add_argument("--nepochs", type=float, default=1, help="epochs over the task's train split")
     g.add_argument("--max_steps", type=int, default=-1, help="stop after this many optimizer steps (overrides --nepochs)")
@@ -274,7 +276,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         num_train_epochs=args.nepochs, max_steps=args.max_steps,
         # GRPO
         num_generations=args.num_generations, max_completion_length=args.L,
-        temperature=args.temperature, beta=args.beta, loss_type=args.loss_type,
+        temperature=args.temperature, beta=args.beta, loss_type=args.loss_type, scale_rewards=args.scale_rewards,
         # exploration peer: trl's entropy bonus in the loss (on for --use_ir entropy or an explicit --entropy_coef)
         entropy_coef=rewards.entropy_coef(args.use_ir, args.entropy_coef), use_adaptive_entropy=args.use_adaptive_entropy,
         **{n: getattr(args, n) for n in ENTROPY_FLAGS if getattr(args, n) is not None},

@@ -47,7 +47,7 @@ def test_seed_command_dry_run(cmd):
     assert g["gradient_accumulation_steps"] == int(flags["gc"])
     assert g["max_completion_length"] == int(flags["L"])
     assert g["num_train_epochs"] == float(flags["nepochs"])
-    assert (g["num_generations"], g["beta"], g["temperature"], g["loss_type"]) == (16, 0.04, 0.9, "grpo")
+    assert (g["num_generations"], g["beta"], g["temperature"], g["loss_type"], g["scale_rewards"]) == (16, 0.04, 0.9, "grpo", "group")
     assert (g["learning_rate"], g["adam_beta2"], g["weight_decay"], g["max_grad_norm"], g["lr_scheduler_type"]) == (5e-6, 0.99, 0.1, 0.1, "cosine")
     names = [r["name"] for r in cfg["rewards"]]
     assert names[:5] == ["xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward", "correctness_reward"]
@@ -63,6 +63,11 @@ def test_dry_run_cli_prints_output_dir_default():
     cfg = json.loads(r.stdout)
     assert cfg["grpo_config"]["output_dir"] == "output/Qwen2.5-0.5B-Instruct-knn+-k1-shots0-seed0"
     assert cfg["reward_options"]["explore_warmup"] == 50 and cfg["reward_options"]["memory_write_first"] is False
+
+
+@pytest.mark.parametrize("value", ["none", "batch"])
+def test_scale_rewards_reaches_trl(value):
+    assert dry_run(f"--scale_rewards {value}")["grpo_config"]["scale_rewards"] == value
 
 
 @pytest.mark.parametrize("args,message", [
