@@ -102,11 +102,13 @@ PRESETS = {
         # 96 examples gave 19% greedy but ~6% sampled: most G-groups all wrong (docs/results.md, attempt 1)
         "init": "sft", "init_args": "--examples_per_task 192 --bs 8 --lr 1.5e-4 --max_length 256",
         "task": "rg:chain_sum", "task_options": '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}',
-        "num_shots": 0, "bs": 2, "gc": 1, "num_generations": 8, "L": 64, "max_steps": 8, "save_steps": 4,
+        # 8 questions x G 8 a step: with 2 a step, an update rested on the 1-2 groups holding both right and wrong
+        # answers and r1 drifted on their noise (attempts 2-10 in docs/results.md); with 8 it rose at every eval
+        "num_shots": 0, "bs": 8, "gc": 1, "num_generations": 8, "L": 64, "max_steps": 16, "save_steps": 4,
         "beta": 0.0,  # trl 1.16's own default; the paper's 0.04 costs a reference forward per step
-        "lr": 3e-5,  # 6x the paper's 5e-6: 8 steps at the paper's rate barely move the policy
+        "lr": 1e-5,  # 2x the paper's 5e-6; at 3e-5 and above every 16-step r1 run ended below its warm start
         # explore switches on after ~10% of training, as the default 50 of the paper's 467 steps does
-        "train_args": "--explore_warmup 1",
+        "train_args": "--explore_warmup 2",
         "sft_args": "--lr 1.5e-4",  # the sft row continues the warm start at its rate, on the GRPO rows' questions
         "tasks": "rg:chain_sum", "eval_samples": 200, "eval_max_new_tokens": 64, "eval_batch_size": 100,
     },

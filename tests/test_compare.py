@@ -164,7 +164,7 @@ def test_dry_run_prints_train_and_eval_commands(tmp_path, capsys):
     assert text.count("run_gsm8k.py --use_ir") == 12  # r1, cosine, memoryr, memoryr+ x 3 seeds
     assert text.count("run_sft.py") == 6  # the warm start and the sft row, per seed
     assert "--use_ir memoryr+ --seed 2" in text and "--num_shots 0" in text and "--resume" not in text
-    assert "--beta 0.0" in text and "--lr 3e-05" in text
+    assert "--beta 0.0" in text and "--lr 1e-05" in text and "--bs 8" in text and "--max_steps 16" in text
     for seed in (0, 1, 2):  # every GRPO run of a seed starts from that seed's SFT model
         assert f"--seed {seed} --output_dir {out / 'runs' / f'r1-seed{seed}'}" in text
         assert f"--model_name {out / 'sft' / f'seed{seed}'}" in text
