@@ -448,7 +448,7 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
             done = _finished(method, task).values()
             table[label] = {kind: mean_ci([r["tasks"][task][kind] for r in done]) if done else None for kind in ("last", "best")}
         fig = plot_accuracy_vs_completions(bands, out / "figures" / f"experiment_{file_name(task)}",
-                                           f"Held-out {task} accuracy vs completions seen (mean, 95% t-band over seeds)")
+                                           f"Held-out {task} accuracy vs completions seen\n(mean and 95% t-band over seeds)")
         md += [f"### {task}", ""]
         if fig is not None:
             md += [f"![{task} accuracy vs completions seen]({fig.relative_to(out).as_posix()})", ""]
