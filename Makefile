@@ -10,10 +10,11 @@ EVAL_VENV := .venv-eval
 MODEL_DIR := models/SmolLM2-135M-Instruct
 # The warm start (`make sft`): SmolLM2-135M-Instruct after a short SFT on worked solutions in the training
 # format, so GRPO has correct answers to reinforce. MAWPS rows 0-299 are eval rows and are never trained on.
+# One whole epoch grouped by length: the mix's short chain_sum targets are not padded to GSM8K's length.
 SFT_DIR := $(MODEL_DIR)-sft
 SFT_FLAGS := --task gsm8k,mawps,rg:chain_sum --holdout 300 --examples_per_task 100 \
 	--task_options '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}' \
-	--lr 1e-4 --nepochs 1 --bs 8 --gc 1 --max_length 512 --seed 0
+	--lr 1e-4 --nepochs 1 --bs 8 --gc 1 --max_length 512 --seed 0 --sampling length
 # Local data: ../shared/data when it exists (this project's machines), else the Hub.
 MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
 export MEMORYR_DATA_DIR

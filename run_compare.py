@@ -100,7 +100,8 @@ PRESETS = {
         "model_name": str(ROOT / "models" / "SmolLM2-135M-Instruct"), "data_dir": str(SHARED_DATA),
         "methods": "r1,cosine,memoryr,memoryr+,sft", "seeds": "0,1,2",
         # 96 examples gave 19% greedy but ~6% sampled: most G-groups all wrong (docs/results.md, attempt 1)
-        "init": "sft", "init_args": "--examples_per_task 192 --bs 8 --lr 1.5e-4 --max_length 256",
+        # one whole epoch, batches grouped by length: the warm starts the results were measured from
+        "init": "sft", "init_args": "--examples_per_task 192 --bs 8 --lr 1.5e-4 --max_length 256 --sampling length",
         "task": "rg:chain_sum", "task_options": '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}',
         # 8 questions x G 8 a step: with 2 a step, an update rested on the 1-2 groups holding both right and wrong
         # answers and r1 drifted on their noise (attempts 2-10 in docs/results.md); with 8 it gained on all 3 seeds

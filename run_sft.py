@@ -24,9 +24,12 @@ Choices:
 - A prompt longer than `--max_length` is an error (TRL would silently drop the row); a target cut by
   `--max_length` is counted and reported.
 - Optimisation: AdamW, `--lr` with 10% warm-up and a cosine decay, no weight decay, grad clip 1.0 (TRL's
-  SFT defaults but the learning rate). Batches are drawn grouped by length (transformers'
-  `group_by_length`: random groups of 50 batches, sorted inside), so short arithmetic targets are not
-  padded to the length of a GSM8K solution; no packing, which would need flash attention to keep
+  SFT defaults but the learning rate). Batches are drawn at random (`--sampling random`). `--sampling
+  length` groups them by length instead (transformers' `group_by_length`: random groups of up to 50
+  batches, each sorted longest first), so a mix's short arithmetic targets are not padded to a GSM8K
+  solution's length; it is allowed only for whole epochs, because a run that stops inside an epoch would
+  train on the longest examples of each group only (the cpu comparison's `sft` row, 16 steps of 8,
+  saw nothing but three-term chain_sum that way). No packing, which would need flash attention to keep
   examples apart. `--bs` counts examples per micro-step, `--gc` accumulates; one
   process sees bs x gc examples per optimizer step, the number `run_compare.py` matches to a GRPO run's
   questions. CUDA: bf16; CPU: fp32.
@@ -40,6 +43,7 @@ Choices:
 """
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -51,6 +55,9 @@ from run_gsm8k import check_model_and_data, check_task_args, model_short_name
 from tasks import TASKS, exemplars, get_task, load_task
 
 WARMUP_RATIO = 0.1  # the same share of warm-up as the GRPO runs
+# --sampling -> transformers' train_sampling_strategy. "length" sorts each group of up to 50 batches longest
+# first, so it is only an unbiased order when every group is used up: whole epochs.
+SAMPLING = {"random": "random", "length": "group_by_length"}
 
 
 def task_list(text: str) -> list[str]:
@@ -84,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bs", type=int, default=8, help="examples per device per micro-step")
     g.add_argument("--gc", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--max_length", type=int, default=512, help="max tokens of prompt + target; a longer prompt is an error")
+    g.add_argument("--sampling", default="random", choices=SAMPLING,
+                   help="batch order: random, or grouped by length to pad less (whole epochs only)")
     g.add_argument("--seed", type=int, default=0, help="seed for data order, example choice, exemplars and init")
 
     g = p.add_argument_group("run: outputs")
@@ -112,6 +121,19 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
                 f"tasks with them: {', '.join(with_solutions)}")
     check_task_args(p, args, args.task)
     check_model_and_data(p, args)
+
+
+def check_whole_epochs(p: argparse.ArgumentParser, args, n_examples: int) -> None:
+    """--sampling length with a budget that ends inside an epoch is an error: that run sees the longest examples only."""
+    if args.sampling != "length":
+        return
+    steps_per_epoch = math.ceil(math.ceil(n_examples / args.bs) / args.gc)  # the trainer's count
+    if args.max_steps > 0 and args.max_steps % steps_per_epoch:
+        p.error(f"argument --sampling: 'length' needs whole epochs, but --max_steps {args.max_steps} stops inside one "
+                f"(an epoch of {n_examples} examples is {steps_per_epoch} steps of --bs {args.bs} x --gc {args.gc}); "
+                f"use --sampling random")
+    if args.max_steps <= 0 and args.nepochs != int(args.nepochs):
+        p.error(f"argument --sampling: 'length' needs whole epochs, got --nepochs {args.nepochs}; use --sampling random")
 
 
 def default_output_dir(args) -> str:
@@ -175,7 +197,7 @@ def sft_config(args, cuda: bool):
         per_device_train_batch_size=args.bs, gradient_accumulation_steps=args.gc,
         num_train_epochs=args.nepochs, max_steps=args.max_steps,
         max_length=args.max_length, completion_only_loss=True, assistant_only_loss=False, packing=False,
-        train_sampling_strategy="group_by_length",  # batches of similar length: a mix's 60- and 400-token examples pad less
+        train_sampling_strategy=SAMPLING[args.sampling],
         bf16=cuda, gradient_checkpointing=cuda, use_cpu=not cuda,
         logging_steps=1, report_to=args.report_to,
         save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500, save_only_model=True,
@@ -219,6 +241,7 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"error: {e}")
     per_step = args.bs * args.gc
+    check_whole_epochs(p, args, len(examples))
     resolved = {"model": args.model_name, "tasks": args.task, "holdout": args.holdout, "task_options": args.task_options,
                 "data": str(resolve_data_dir(args.data_dir) or "hub"), "examples": len(examples), "per_task": counts,
                 "lengths": lengths, "examples_per_step": per_step, "lora_r": args.lora_r, "device": "cuda" if cuda else "cpu"}

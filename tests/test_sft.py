@@ -116,6 +116,19 @@ def test_prompt_longer_than_max_length_is_an_error(capsys, data_dir, tiny_model_
     assert "--max_length 40 is shorter than the prompt of 20 of 20 examples" in str(e.value)
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--max_steps", "2"], "'length' needs whole epochs, but --max_steps 2 stops inside one (an epoch of 20 examples is 3 steps"),
+    (["--nepochs", "0.5"], "'length' needs whole epochs, got --nepochs 0.5"),
+])
+def test_length_sampling_inside_an_epoch_is_an_error(flags, message, capsys, data_dir, tiny_model_dir):
+    argv = ["--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--examples_per_task", "20", "--dry_run"]
+    with pytest.raises(SystemExit):
+        run_sft.main(argv + ["--sampling", "length"] + flags)
+    assert message in capsys.readouterr().err
+    assert run_sft.main(argv + ["--sampling", "random"] + flags) == 0  # random order has no such bias
+    assert run_sft.main(argv + ["--sampling", "length", "--max_steps", "6"]) == 0  # two whole epochs
+
+
 def test_empty_or_exhausted_dataset_is_an_error(tmp_path, data_dir, tiny_model_dir):
     (tmp_path / "svamp").mkdir()
     row = {"Body": "Ann has 3 apples.", "Question": "How many?", "Answer": 3.0, "Equation": ""}
@@ -181,6 +194,34 @@ def test_labels_mask_the_prompt_and_keep_the_completion(tiny_model_dir, data_dir
         assert (labels[real:] == -100).all()  # padding
         target = tok.decode(ids[n_prompt:real])
         assert target == ex["completion"][0]["content"] + "<|im_end|>\n"  # ends with the end-of-turn token
+
+
+@pytest.mark.parametrize("sampling", ["random", "length"])
+def test_batch_order_of_a_run_shorter_than_an_epoch(sampling, tiny_model_dir, data_dir, tmp_path):
+    """The first two batches the real trainer draws: random mixes 2- and 3-term chain_sum, length goes longest first."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    args = parse(["--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--task", "rg:chain_sum",
+                  "--task_options", CHAIN, "--examples_per_task", "400", "--sampling", sampling,
+                  "--output_dir", str(tmp_path / "o"), "--report_to", "none"])
+    examples, _ = run_sft.sft_examples(args)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ds = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=run_sft.sft_config(args, cuda=False),
+                         train_dataset=ds, processing_class=tok)
+    loader = iter(trainer.get_train_dataloader())
+    terms, lengths = [], []
+    for batch in (next(loader), next(loader)):
+        for labels, mask in zip(batch["labels"], batch["attention_mask"]):
+            target = tok.decode(labels[labels != -100])
+            terms.append(3 if ", and " in target else 2)  # chain_sum's worked solution: one equation per extra term
+            lengths.append(int(mask.sum()))
+    assert len(terms) == 16
+    if sampling == "random":
+        assert set(terms) == {2, 3}
+    else:  # transformers' group_by_length: a group of 50 batches sorted longest first, so a short run sees 3-term only
+        assert set(terms) == {3} and lengths[0] == max(lengths)
 
 
 # --- real training (slow) ------------------------------------------------------------------------
