@@ -427,12 +427,18 @@ def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
 
 def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]:
     """(markdown section, dict for results.json) of the experiment; writes OUT/figures/experiment_<task>.png."""
+    from rewards import USE_IR_CHOICES
+
     out = Path(out_dir)
     cps = completions_per_step(settings)
     md = ["## Experiment: sample efficiency, significance, mechanism", "",
           f"One optimizer step = {cps} completions (bs × gc × G). Intervals are 95% t-intervals over seeds (ddof=1); "
           f"differences vs {REFERENCE} are paired bootstraps over seeds and eval questions ({BOOTSTRAP_SAMPLES} resamples) "
           "of the final checkpoints.", ""]
+    supervised = [label for label, method in result["methods"].items() if method["use_ir"] not in USE_IR_CHOICES]
+    if supervised:  # the sft row samples nothing: its step is bs x gc worked solutions, not bs x gc x G completions
+        md[-2] += (f" The {', '.join(supervised)} row trains on one worked solution per question (bs × gc a step) and "
+                   "is drawn at the x of the GRPO step that saw the same questions.")
     report = {"completions_per_step": cps, "confidence": CONFIDENCE, "tasks": {}}
     for task in settings["tasks"]:
         bands, table, missing_start = {}, {}, []

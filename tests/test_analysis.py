@@ -302,6 +302,15 @@ def test_experiment_report_with_no_difference(tmp_path):
     assert "higher" not in md and "better" not in md and "lower" not in md
 
 
+def test_the_sft_row_is_said_to_count_worked_solutions_not_completions(tmp_path):
+    out, settings, result = comparison(tmp_path, gain=0)
+    md, _ = experiment_report(out, settings, result)
+    assert "worked solution" not in md  # GRPO rows only: every step is bs x gc x G completions
+    result["methods"]["sft"] = {"use_ir": "sft", "runs": {}, "summary": {}}
+    md, _ = experiment_report(out, settings, result)
+    assert "The sft row trains on one worked solution per question (bs × gc a step)" in md
+
+
 def test_with_init_sft_learning_is_measured_from_each_seeds_sft_model(tmp_path):
     """r1 ends at 31/60 on average: far above the base model (0/60), but only 1 question above its SFT start."""
     settings = run_compare.resolve_settings(run_compare.build_parser(), run_compare.build_parser().parse_args(
