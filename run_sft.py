@@ -136,6 +136,13 @@ def check_whole_epochs(p: argparse.ArgumentParser, args, n_examples: int) -> Non
         p.error(f"argument --sampling: 'length' needs whole epochs, got --nepochs {args.nepochs}; use --sampling random")
 
 
+def train_dataset(examples: list[dict]):
+    """The conversational prompt-completion dataset SFTTrainer trains on (the examples' other fields dropped)."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+
+
 def default_output_dir(args) -> str:
     tasks = "+".join(t.replace(":", "_") for t in args.task)
     return os.path.join("output", f"sft-{model_short_name(args.model_name)}-{tasks}-seed{args.seed}")
@@ -223,6 +230,7 @@ def main(argv=None):
         examples, counts = sft_examples(args)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: --task {','.join(args.task)}: {e}")
+    check_whole_epochs(p, args, len(examples))
 
     import torch
 
@@ -241,7 +249,6 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"error: {e}")
     per_step = args.bs * args.gc
-    check_whole_epochs(p, args, len(examples))
     resolved = {"model": args.model_name, "tasks": args.task, "holdout": args.holdout, "task_options": args.task_options,
                 "data": str(resolve_data_dir(args.data_dir) or "hub"), "examples": len(examples), "per_task": counts,
                 "lengths": lengths, "examples_per_step": per_step, "lora_r": args.lora_r, "device": "cuda" if cuda else "cpu"}
@@ -251,7 +258,6 @@ def main(argv=None):
         return 0
     print(json.dumps(resolved, indent=2, default=str))
 
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, set_seed
     from trl import SFTTrainer
 
@@ -267,8 +273,7 @@ def main(argv=None):
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
-    train_ds = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_dataset(examples), processing_class=tokenizer, peft_config=peft_config)
     os.makedirs(args.output_dir, exist_ok=True)
     stats_path = os.path.join(args.output_dir, "training_stats.jsonl")
     if os.path.exists(stats_path):

@@ -174,7 +174,6 @@ def test_make_sft_mix_holds_no_eval_row(data_dir):
 # --- completion-only loss on the trainer's own data ----------------------------------------------
 
 def test_labels_mask_the_prompt_and_keep_the_completion(tiny_model_dir, data_dir, tmp_path):
-    from datasets import Dataset
     from trl import SFTTrainer
 
     args = parse(["--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--examples_per_task", "3",
@@ -182,8 +181,8 @@ def test_labels_mask_the_prompt_and_keep_the_completion(tiny_model_dir, data_dir
     examples, _ = run_sft.sft_examples(args)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    ds = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    trainer = SFTTrainer(model=model, args=run_sft.sft_config(args, cuda=False), train_dataset=ds, processing_class=tok)
+    trainer = SFTTrainer(model=model, args=run_sft.sft_config(args, cuda=False), train_dataset=run_sft.train_dataset(examples),
+                         processing_class=tok)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     for i, ex in enumerate(examples):
         ids, labels = batch["input_ids"][i], batch["labels"][i]
@@ -199,7 +198,6 @@ def test_labels_mask_the_prompt_and_keep_the_completion(tiny_model_dir, data_dir
 @pytest.mark.parametrize("sampling", ["random", "length"])
 def test_batch_order_of_a_run_shorter_than_an_epoch(sampling, tiny_model_dir, data_dir, tmp_path):
     """The first two batches the real trainer draws: random mixes 2- and 3-term chain_sum, length goes longest first."""
-    from datasets import Dataset
     from trl import SFTTrainer
 
     args = parse(["--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--task", "rg:chain_sum",
@@ -207,9 +205,8 @@ def test_batch_order_of_a_run_shorter_than_an_epoch(sampling, tiny_model_dir, da
                   "--output_dir", str(tmp_path / "o"), "--report_to", "none"])
     examples, _ = run_sft.sft_examples(args)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ds = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=run_sft.sft_config(args, cuda=False),
-                         train_dataset=ds, processing_class=tok)
+                         train_dataset=run_sft.train_dataset(examples), processing_class=tok)
     loader = iter(trainer.get_train_dataloader())
     terms, lengths = [], []
     for batch in (next(loader), next(loader)):
