@@ -11,7 +11,8 @@ through `rewards.make_reward_funcs` -> build TRL's GRPOConfig with the paper's s
 Choices:
 - Paper settings (Le et al. 2025, Table 4) are the defaults, set explicitly because trl 1.16's
   defaults differ (it uses beta=0, loss_type=dapo, temperature 1.0): lr 5e-6, AdamW betas
-  0.9/0.99, weight decay 0.1, warm-up 10%, cosine schedule, grad clip 0.1, G=16, beta=0.04,
+  0.9/0.99, weight decay 0.1, warm-up 10%, cosine schedule (`--lr_schedule constant`
+  holds --lr after the warm-up), grad clip 0.1, G=16, beta=0.04,
   loss_type=grpo, temperature 0.9, 200 completion tokens, 1 epoch.
 - `--bs` counts prompts, as in the paper and trl 0.14. trl >= 0.15 counts completions, so the
   per-device batch TRL sees is bs x num_generations: one optimizer micro-step holds `bs` questions
@@ -45,6 +46,8 @@ from prompts import build_messages
 from tasks import TASKS, exemplars, get_task, load_task, parse_options
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
+# --lr_schedule -> transformers' scheduler name; both keep the 10% linear warm-up
+LR_SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup"}
 ENTROPY_FLAGS = ("entropy_coef_min", "entropy_coef_max", "entropy_coef_delta", "entropy_target")  # trl's adaptive-entropy knobs
 
 
@@ -103,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gc", type=int, default=8, help="gradient accumulation steps")
     g.add_argument("--num_generations", type=int, default=16, help="G, completions per prompt")
     g.add_argument("--L", type=int, default=200, help="max completion tokens")
-    g.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (betas 0.9/0.99, weight decay 0.1, 10%% warm-up, cosine, clip 0.1)")
+    g.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (betas 0.9/0.99, weight decay 0.1, 10%% warm-up, clip 0.1)")
+    g.add_argument("--lr_schedule", default="cosine", choices=list(LR_SCHEDULES),
+                   help="after the warm-up: cosine decay to 0 (paper) or constant at --lr")
     g.add_argument("--beta", type=float, default=0.04, help="KL coefficient")
     g.add_argument("--loss_type", default="grpo", choices=["grpo", "dr_grpo", "dapo", "bnpo"], help="TRL loss aggregation")
     g.add_argument("--scale_rewards", default="group", choices=["group", "batch", "none"],
@@ -270,7 +275,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         # optimisation (paper Table 4)
         learning_rate=args.lr, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.1,
         warmup_steps=0.1,  # a float < 1 is a ratio of total steps in transformers 5
-        lr_scheduler_type="cosine", max_grad_norm=0.1,
+        lr_scheduler_type=LR_SCHEDULES[args.lr_schedule], max_grad_norm=0.1,
         per_device_train_batch_size=args.bs * args.num_generations,
         gradient_accumulation_steps=args.gc,
         num_train_epochs=args.nepochs, max_steps=args.max_steps,

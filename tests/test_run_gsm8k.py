@@ -137,6 +137,19 @@ def test_resume_continues_from_last_checkpoint_with_eval(tiny_model_dir, data_di
     assert json.loads((out / "run_config.json").read_text())["resumed_from"].endswith("checkpoint-2")
 
 
+def test_lr_schedule_reaches_trl():
+    assert dry_run("--lr_schedule constant")["grpo_config"]["lr_scheduler_type"] == "constant_with_warmup"
+    assert dry_run("")["grpo_config"]["lr_scheduler_type"] == "cosine"
+
+
+@pytest.mark.slow
+def test_constant_lr_schedule_holds_the_rate(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "constant"
+    train(tiny_model_dir, out, data_dir, "r1", "--lr_schedule", "constant", "--lr", "1e-5", steps=3)
+    rates = [s["learning_rate"] for s in read_stats(out) if "loss" in s]
+    assert len(rates) == 3 and rates[1:] == [1e-5, 1e-5]  # after the warm-up; cosine would end the run at 0
+
+
 @pytest.mark.slow
 def test_lora_run_saves_a_loadable_adapter(tiny_model_dir, data_dir, tmp_path):
     from transformers import AutoModelForCausalLM
