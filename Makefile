@@ -18,6 +18,12 @@ SFT_FLAGS := --task gsm8k,mawps,rg:chain_sum --holdout 300 --examples_per_task 1
 # Local data: ../shared/data when it exists (this project's machines), else the Hub.
 MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
 export MEMORYR_DATA_DIR
+# glibc's allocator: keep freed memory for reuse instead of handing multi-GB tensors (logits over a
+# 49k vocabulary) back to the kernel, which must zero every page again on the next step. On the
+# 2-core VMs here that zeroing was 85% of a GRPO step (perf: clear_page_erms); without it a cpu-preset
+# step took 113 s instead of 215-280 s. Cost: the process keeps its peak memory until it exits.
+export MALLOC_MMAP_MAX_ ?= 0
+export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
 .PHONY: demo test test-fast venv eval-env model sft eval compare bench clean
 
