@@ -330,7 +330,8 @@ def main(argv=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOTrainer
 
-    from training import EvalGRPOTrainer, MemoryCheckpointCallback, StatsJsonlCallback, truncate_stats
+    from training import (EvalGRPOTrainer, HeapTrimCallback, MemoryCheckpointCallback, StatsJsonlCallback, glibc_malloc_trim,
+                          truncate_stats)
 
     set_seed(args.seed)
     try:
@@ -364,6 +365,9 @@ def main(argv=None):
     stateful = rewards.stateful_rewards(reward_funcs)
     trainer.add_callback(StatsJsonlCallback(os.path.join(args.output_dir, "training_stats.jsonl")))
     trainer.add_callback(MemoryCheckpointCallback(stateful))
+    trim = glibc_malloc_trim()
+    if trim is not None:
+        trainer.add_callback(HeapTrimCallback(trim))
 
     resume_from = latest_checkpoint(args.output_dir) if args.resume else None
     if trainer.is_world_process_zero():

@@ -5,10 +5,15 @@
   and `run_compare.py` read.
 - `MemoryCheckpointCallback` saves each stateful reward (the episodic memory) into every
   checkpoint directory, so `--resume` restores it together with the weights.
+- `HeapTrimCallback` hands the heap's free pages back to the kernel after every step (glibc's
+  `malloc_trim`), so that a long CPU run under the Makefile's allocator setting keeps one step's
+  footprint, not the sum of every step's fragmentation (README, "The allocator").
 - `EvalGRPOTrainer.evaluate` is the "medium" evaluation tier: greedy decoding of the GSM8K test
   prompts in batches, scored with the task's verifier (`Task.is_correct`), logged as `eval_accuracy`. Each process
   scores its own shard; the counts are summed across processes.
 """
+import ctypes
+import ctypes.util
 import json
 import math
 import os
@@ -52,6 +57,37 @@ class MemoryCheckpointCallback(TrainerCallback):
         ckpt = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         for owner in self.owners:
             owner.save(ckpt)
+
+
+def glibc_malloc_trim():
+    """glibc's `malloc_trim` as a function of no arguments returning 1 when memory was released, else None (not glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
+        return None
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+class HeapTrimCallback(TrainerCallback):
+    """After every optimizer step, return the heap's free pages to the kernel (`malloc_trim(0)`).
+
+    Why: with MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_ (the Makefile's setting, which saves
+    re-zeroing gigabytes of fresh pages every step) glibc never gives memory back, so the holes that
+    fragmentation leaves stay resident and the RSS only grows: a cpu-preset Memory-R run went from 21.0
+    to 24.2 GB and was OOM-killed at step 16 on a 23 GB machine. Trimming once a step keeps the RSS at
+    one step's footprint; the pages it releases are faulted in again once in the next step, not once
+    per allocation as with glibc's defaults. No effect on the numbers: it only changes where memory lives.
+    """
+
+    def __init__(self, trim):
+        self.trim = trim
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trim()
 
 
 def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int, is_correct) -> int:
