@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
@@ -223,6 +224,18 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_model_dir, data_dir):
     assert (out / "runs" / "r1-seed1" / "compare_done.json").is_file()
     assert third.stdout.count("finished earlier, not redone") == 3
 
+    # --records: the finished comparison's small files carry it to a fresh folder (another machine), where
+    # nothing is trained or evaluated again and the report is the same
+    rec, fresh = tmp_path / "records", tmp_path / "fresh"
+    kept = subprocess.run(cmd + ["--records", str(rec)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert kept.returncode == 0, kept.stdout[-3000:] + kept.stderr[-3000:]
+    assert not list(rec.rglob("*.safetensors")) and list(rec.rglob("memory/state.npz"))
+    moved = subprocess.run(cmd[:-1] + [str(fresh), "--records", str(rec)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-3000:]
+    assert moved.stdout.count("finished earlier, not redone") == 4 and "[eval]" not in moved.stdout
+    assert ": training" not in moved.stdout
+    assert list(csv.DictReader(open(fresh / "results.csv"))) == list(csv.DictReader(open(out / "results.csv")))
+
 
 def test_runs_go_seed_by_seed_each_evaluated_after_it_trains(tmp_path, capsys):
     out = tmp_path / "c"
@@ -283,3 +296,65 @@ def test_publish_keeps_the_prose_and_replaces_the_generated_part(tmp_path):
     assert "stale.png" not in [p.name for p in (docs / "figures").iterdir()]
     assert (docs / "figures" / "new.png").read_bytes() == b"png"
     assert json.loads((docs / "results.json").read_text())["methods"]["r1"]["summary"]["gsm8k"]["last"]["mean"] == 0.5
+
+
+def test_records_keep_finished_runs_without_weights_and_restore_them(tmp_path, capsys):
+    out, rec, fresh = tmp_path / "c", tmp_path / "rec", tmp_path / "fresh"
+    flags = ["--methods", "r1,memoryr+", "--seeds", "0,1", "--init", "sft", "--task", "svamp", "--holdout", "8",
+             "--eval_samples", "4"]
+    out.mkdir()
+    (out / "compare_config.json").write_text(json.dumps(settings_for(
+        methods="r1,memoryr+", seeds="0,1", init="sft", task="svamp", holdout=8, eval_samples=4)))
+    fake_eval(out, "init-sft-seed0", 0, "svamp", 0.25)
+    for name, acc in (("r1-seed0", 0.5), ("memoryr+-seed0", 0.75), ("r1-seed1", 0.25)):
+        for step in (2, 4):
+            fake_checkpoint(out, name, step)
+            (out / "runs" / name / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+            fake_eval(out, name, step, "svamp", acc)
+        (out / "runs" / name / "training_stats.jsonl").write_text('{"step": 1, "loss": 0.1}\n')
+    for step in (2, 4):  # memoryr+ saved its memory at both checkpoints; only the final one is kept
+        (out / "runs" / "memoryr+-seed0" / f"checkpoint-{step}" / "memory").mkdir()
+        memory = out / "runs" / "memoryr+-seed0" / f"checkpoint-{step}" / "memory"
+        (memory / "meta.json").write_text(json.dumps({"success": {"questions": ["q1", "q2"]}}))
+        np.savez(memory / "state.npz", success_counts=np.array([3, step]))
+    for name in ("r1-seed0", "memoryr+-seed0"):  # r1-seed1 is unfinished: no marker
+        (out / "runs" / name / run_compare.DONE_MARKER).write_text(json.dumps({"returncode": 0, "seconds": 30.0}))
+
+    assert run_compare.save_records(out, rec) > 0
+    kept = {p.relative_to(rec).as_posix() for p in rec.rglob("*") if p.is_file()}
+    assert "runs/r1-seed0/compare_done.json" in kept and "runs/memoryr+-seed0/training_stats.jsonl" in kept
+    assert "runs/memoryr+-seed0/checkpoint-4/memory/meta.json" in kept
+    assert "runs/memoryr+-seed0/checkpoint-2/memory/meta.json" not in kept
+    assert "runs/r1-seed0/checkpoint-2/config.json" in kept and "evals/r1-seed1/4/svamp/results.json" in kept
+    assert not [k for k in kept if k.endswith("model.safetensors")]
+    assert not [k for k in kept if k.startswith("runs/r1-seed1/")]  # unfinished runs stay out
+
+    # a fresh output folder: the finished runs come back and are not redone; seed 0 needs no warm start,
+    # seed 1 still does (its r1 run is unfinished)
+    assert run_compare.restore_records(rec, fresh) == len(kept)
+    assert run_compare.restore_records(rec, fresh) == 0  # nothing is copied twice
+    capsys.readouterr()
+    assert run_compare.main(flags + ["--output_dir", str(fresh), "--dry_run", "--skip_base"]) == 0
+    printed = capsys.readouterr().out
+    assert "[train] r1-seed0: finished earlier, not redone" in printed
+    assert "[train] memoryr+-seed0: finished earlier, not redone" in printed
+    assert "[train] seed0:" not in printed and "[train] seed1:" in printed and "[train] r1-seed1:" in printed
+
+    # the records alone rebuild the report of the finished runs
+    report = tmp_path / "report"
+    assert run_compare.main(flags + ["--output_dir", str(report), "--records", str(rec), "--report_only", "--skip_base"]) == 0
+    assert not (rec / "results.md").exists()  # the report goes to --output_dir; the records stay as they were
+    rows = {r["method"]: r for r in csv.DictReader(open(report / "results.csv"))}
+    assert float(rows["memoryr+"]["svamp_last_mean"]) == pytest.approx(0.75) and rows["r1"]["seeds"] == "1"
+    memory = json.loads((report / "results.json").read_text())["experiment"]["memory"]
+    summary = memory["memoryr+-seed0"]
+    assert (summary["checkpoint"], summary["success_keys"], summary["success_values"]) == ("checkpoint-4", 2, 7)
+
+
+def test_records_of_other_settings_are_refused(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "compare_config.json").write_text(json.dumps(settings_for(methods="r1", seeds="0", lr=1e-4)))
+    r = subprocess.run([sys.executable, str(ROOT / "run_compare.py"), "--methods", "r1", "--seeds", "0", "--lr", "2e-4",
+                        "--records", str(rec), "--output_dir", str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "lr: 0.0001 -> 0.0002" in r.stdout + r.stderr
