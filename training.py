@@ -5,9 +5,9 @@
   and `run_compare.py` read.
 - `MemoryCheckpointCallback` saves each stateful reward (the episodic memory) into every
   checkpoint directory, so `--resume` restores it together with the weights.
-- `HeapTrimCallback` hands the heap's free pages back to the kernel after every step (glibc's
-  `malloc_trim`), so that a long CPU run under the Makefile's allocator setting keeps one step's
-  footprint, not the sum of every step's fragmentation (README, "The allocator").
+- `HeapTrimCallback` hands the heap's free pages back to the kernel (glibc's `malloc_trim`) when a
+  step ends with the RSS grown 5% past a step's footprint, so that a long CPU run under the Makefile's
+  allocator setting is not OOM-killed by fragmentation (README, "The allocator").
 - `EvalGRPOTrainer.evaluate` is the "medium" evaluation tier: greedy decoding of the GSM8K test
   prompts in batches, scored with the task's verifier (`Task.is_correct`), logged as `eval_accuracy`. Each process
   scores its own shard; the counts are summed across processes.
@@ -72,22 +72,50 @@ def glibc_malloc_trim():
     return lambda: trim(0)
 
 
+def resident_bytes() -> int | None:
+    """This process's resident set size (VmRSS) in bytes, or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+# How far the RSS at a step's end may grow past the footprint of a step before the heap is trimmed: the OOM-killed
+# run grew 15% (21.0 -> 24.2 GB); a trim costs a step ~20% more time (its pages are faulted in again), so trim rarely.
+HEAP_SLACK = 0.05
+
+
 class HeapTrimCallback(TrainerCallback):
-    """After every optimizer step, return the heap's free pages to the kernel (`malloc_trim(0)`).
+    """Return the heap's free pages to the kernel (`malloc_trim(0)`) when the RSS has grown past a step's footprint.
 
     Why: with MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_ (the Makefile's setting, which saves
     re-zeroing gigabytes of fresh pages every step) glibc never gives memory back, so the holes that
     fragmentation leaves stay resident and the RSS only grows: a cpu-preset Memory-R run went from 21.0
-    to 24.2 GB and was OOM-killed at step 16 on a 23 GB machine. Trimming once a step keeps the RSS at
-    one step's footprint; the pages it releases are faulted in again once in the next step, not once
-    per allocation as with glibc's defaults. No effect on the numbers: it only changes where memory lives.
+    to 24.2 GB and was OOM-killed at step 16 on a 23 GB machine. The footprint is the RSS at the end of
+    the first step, and again at the end of the step after each trim (then the RSS holds only what one
+    step touched); a step that ends more than HEAP_SLACK above it triggers a trim. Trimming after every
+    step cost ~20% of a step here (the next step faults ~15 GB in again), hence the slack.
+    No effect on the numbers: it only changes where memory lives.
     """
 
-    def __init__(self, trim):
-        self.trim = trim
+    def __init__(self, trim, rss=resident_bytes, slack: float = HEAP_SLACK):
+        self.trim, self.rss, self.slack = trim, rss, slack
+        self.footprint, self.trims = None, 0
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.trim()
+        now = self.rss()
+        if now is None:
+            return
+        if self.footprint is None:
+            self.footprint = now
+        elif now > self.footprint * (1 + self.slack):
+            self.trim()
+            self.trims += 1
+            after = self.rss()
+            print(f"[heap] step {state.global_step}: RSS {now / 2**30:.1f} GiB > {self.footprint / 2**30:.1f} GiB "
+                  f"+ {self.slack:.0%}: trimmed to {after / 2**30:.1f} GiB (trim {self.trims})", flush=True)
+            self.footprint = None  # re-measured at the end of the next step
 
 
 def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int, is_correct) -> int:
