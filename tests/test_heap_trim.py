@@ -13,9 +13,9 @@ from training import glibc_malloc_trim
 ROOT = Path(__file__).resolve().parent.parent
 ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}  # the Makefile's setting
 
-# A child process under that setting plays three "steps": each fills the heap with 8 MB chunks (a step's
+# A child process under that setting plays four "steps": each fills the heap with 8 MB chunks (a step's
 # transient tensors), frees all but the last (which pins the heap's top, as live tensors do) and ends
-# with the callback. Step 2 uses twice as many chunks, so the heap grows past the footprint of step 1.
+# with the callback. Step 2 uses twice as many chunks, so the heap grows past the footprint of step 1; steps 3-4 repeat step 2.
 CHILD = r"""
 import json
 from types import SimpleNamespace
