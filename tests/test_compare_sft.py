@@ -127,5 +127,6 @@ def test_compare_with_sft_and_init_sft_end_to_end(tmp_path, tiny_model_dir, data
 
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert second.stdout.count("finished earlier, not redone") == 3  # the warm start and both runs
+    assert second.stdout.count("finished earlier, not redone") == 2  # both runs
+    assert "seed 0: every run finished earlier, its --init sft warm start is not needed" in second.stdout
     assert "[eval]" not in second.stdout
