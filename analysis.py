@@ -270,6 +270,17 @@ def learning_visible(start_acc: float, start_n: int, last_accs) -> dict:
 
 # --- the figure --------------------------------------------------------------------------------------
 
+def drawn_band(points: list[dict]) -> tuple[list, list, list]:
+    """The band's x, lower and upper edges in %, where defined, clipped to 0-100 for drawing only.
+
+    With 2 seeds the t-interval's factor is 12.7, so a band can reach below 0% or above 100%; an accuracy
+    cannot, and an unclipped band squeezes every line into a thin strip. The tables keep the unclipped interval.
+    """
+    defined = [p for p in points if p["lo"] is not None]
+    return ([p["x"] for p in defined], [max(0.0, p["lo"] * 100) for p in defined],
+            [min(100.0, p["hi"] * 100) for p in defined])
+
+
 def plot_accuracy_vs_completions(bands: dict, path, title: str) -> Path | None:
     """Held-out accuracy vs completions seen: per method the mean line and, where defined, its 95% band.
 
@@ -291,10 +302,9 @@ def plot_accuracy_vs_completions(bands: dict, path, title: str) -> Path | None:
         seeds = max(p["n"] for p in points)
         ax.plot(xs, means, color=color, linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
                 markersize=4, linewidth=1.8, label=f"{label} (mean, {seeds} seed{'s' if seeds > 1 else ''})")
-        defined = [p for p in points if p["lo"] is not None]
-        if defined:
-            ax.fill_between([p["x"] for p in defined], [p["lo"] * 100 for p in defined], [p["hi"] * 100 for p in defined],
-                            color=color, alpha=0.15, linewidth=0)
+        xs_band, lo, hi = drawn_band(points)
+        if xs_band:
+            ax.fill_between(xs_band, lo, hi, color=color, alpha=0.15, linewidth=0)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -454,7 +464,7 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
             done = _finished(method, task).values()
             table[label] = {kind: mean_ci([r["tasks"][task][kind] for r in done]) if done else None for kind in ("last", "best")}
         fig = plot_accuracy_vs_completions(bands, out / "figures" / f"experiment_{file_name(task)}",
-                                           f"Held-out {task} accuracy vs completions seen\n(mean and 95% t-band over seeds)")
+                                           f"Held-out {task} accuracy vs completions seen\n(mean and 95% t-band over seeds, drawn within 0-100%)")
         md += [f"### {task}", ""]
         if fig is not None:
             md += [f"![{task} accuracy vs completions seen]({fig.relative_to(out).as_posix()})", ""]

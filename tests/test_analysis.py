@@ -93,6 +93,14 @@ def test_band_over_seeds():
     assert b[2]["n"] == 1 and b[2]["lo"] is None  # one seed reached x = 16
 
 
+def test_drawn_band_is_clipped_to_valid_accuracies_and_skips_undefined_points():
+    # two far-apart seeds: the t-interval (factor 12.7) runs past both 0% and 100%
+    b = band([[(0, 0.3), (8, 0.1)], [(0, 0.3), (8, 0.9)], [(0, 0.3)]])
+    assert b[1]["lo"] < 0 and b[1]["hi"] > 1  # the band itself is unclipped
+    xs, lo, hi = analysis.drawn_band(b + [{"x": 16, "mean": 0.5, "n": 1, "lo": None, "hi": None}])
+    assert xs == [0, 8] and lo == [pytest.approx(30.0), 0.0] and hi == [pytest.approx(30.0), 100.0]
+
+
 def test_completions_per_step_uses_run_gsm8k_defaults():
     assert analysis.completions_per_step({"bs": 1, "gc": 2, "num_generations": 4}) == 8
     assert analysis.completions_per_step({"bs": None, "gc": None, "num_generations": None}) == 2 * 8 * 16
