@@ -843,11 +843,14 @@ def main(argv=None) -> int:
         # a seed whose runs all finished (e.g. restored from --records) needs no warm start model
         seed_done = all((out / "runs" / run_name(m, seed) / DONE_MARKER).is_file() for m in settings["methods"])
         if settings["init"] == "sft":
-            if seed_done and not args.report_only:
+            if args.report_only:
+                inits[seed] = finished_status(init_dir(out, seed))
+            elif seed_done:
                 print(f"[train] seed {seed}: every run finished earlier, its --init sft warm start is not needed")
-            inits[seed] = (finished_status(init_dir(out, seed)) if args.report_only or seed_done else
-                           train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
-                                     cmd=init_command(settings, seed, data_dir, out)))
+                inits[seed] = finished_status(init_dir(out, seed))
+            else:
+                inits[seed] = train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
+                                        cmd=init_command(settings, seed, data_dir, out))
             if inits[seed]["status"] != "failed":
                 evaluate_all(init_name(seed), [(0, str(init_dir(out, seed)))])
         for method in settings["methods"]:
