@@ -39,8 +39,13 @@ def parse_args(argv=None):
     g.add_argument("--data_dir", default=None, help="local data folder with gsm8k/{train,test}.jsonl (else $MEMORYR_DATA_DIR, else the Hub)")
     g = p.add_argument_group("output and scope")
     g.add_argument("--out", required=True, help="working folder: models, runs, gpu_check.json")
-    g.add_argument("--timing", action="store_true", help="also time the seed-sized run (check 5)")
-    return p.parse_args(argv)
+    g.add_argument("--timing", action="store_true", help="also time the seed-sized run (check 5; CUDA only)")
+    args = p.parse_args(argv)
+    import torch
+
+    if args.timing and not torch.cuda.is_available():
+        p.error("argument --timing: needs a CUDA GPU (the seed-sized steps would take hours on a CPU); run without it")
+    return args
 
 
 def build_policy(tokenizer_dir: str, out: Path, **shape) -> Path:
