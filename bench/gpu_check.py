@@ -85,7 +85,7 @@ def run(name: str, cmd: list[str], out: Path, env: dict) -> float:
     with open(log, "w") as f:
         rc = subprocess.run([sys.executable, *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc != 0:
-        raise RuntimeError(f"{' '.join(cmd[:1])} exited {rc}; last lines of {log}:\n" + "".join(open(log).readlines()[-15:]))
+        raise RuntimeError(f"{cmd[0]} exited {rc}; last lines of {log}:\n" + "".join(open(log).readlines()[-15:]))
     return time.time() - start
 
 
