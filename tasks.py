@@ -32,6 +32,7 @@ Adding a task: write its row converter (or generator), then one `Task(...)` entr
 test in tests/test_tasks.py. Nothing else changes: every script reads the registry.
 """
 import ast
+import functools
 import json
 import operator
 import re
@@ -158,15 +159,26 @@ def grade_countdown(answer: str, gold: str) -> bool:
     return found is not None and found[0] == target and sorted(found[1]) == numbers
 
 
-def make_rg_grader(name: str) -> Callable[[str, str], bool]:
-    """reasoning-gym's own `score_answer` for dataset `name`: right when it scores 1.0."""
+@functools.cache
+def rg_score_answer(name: str) -> Callable:
+    """reasoning-gym's `score_answer` for dataset `name`, looked up on first use.
+
+    Looked up lazily so that `import tasks` (every script, GSM8K runs too) does not import
+    reasoning_gym and its dependencies. An unknown name raises from here, outside the grade's
+    try, so a broken registry entry is an error and never reads as a wrong answer.
+    """
     from reasoning_gym.factory import get_score_answer_fn
 
-    score_answer = get_score_answer_fn(name)
+    return get_score_answer_fn(name)
+
+
+def make_rg_grader(name: str) -> Callable[[str, str], bool]:
+    """reasoning-gym's own `score_answer` for dataset `name`: right when it scores 1.0."""
 
     def grade(answer: str, gold: str) -> bool:
         if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
             return False
+        score_answer = rg_score_answer(name)
         try:
             return float(score_answer(answer, json.loads(gold))) >= 1.0
         except Exception:  # a verifier that chokes on odd text has not seen a right answer

@@ -173,6 +173,24 @@ def test_reasoning_gym_verifiers_accept_gold_and_reject_others(name):
         assert not t.grade("x" * 10_000, row["answer"])
 
 
+def test_import_leaves_reasoning_gym_unloaded_until_a_grade_needs_it():
+    """`import tasks` is in every script; a GSM8K run must not pay for reasoning_gym's import."""
+    code = ("import sys, json, tasks\n"
+            "assert 'reasoning_gym' not in sys.modules, 'imported at import time'\n"
+            "assert tasks.get_task('gsm8k').grade('72', '72')\n"
+            "assert 'reasoning_gym' not in sys.modules, 'imported by a GSM8K grade'\n"
+            "assert tasks.get_task('rg:chain_sum').grade('5', json.dumps({'answer': '5', 'metadata': {}}))\n"
+            "assert 'reasoning_gym' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_unknown_reasoning_gym_name_raises_instead_of_grading_wrong():
+    grade = tasks.make_rg_grader("no_such_dataset")
+    with pytest.raises(Exception, match="no_such_dataset"):
+        grade("5", json.dumps({"answer": "5", "metadata": {}}))
+
+
 # --- exemplars and the reward set --------------------------------------------------------------------
 
 def exemplar_gold(name, question, answer):
