@@ -14,7 +14,7 @@ backend, generates greedily; its metric scores. Rows come from the task registry
 default.
 
 Writes, per task, OUTPUT_DIR/<task>/results.json (task, model, accuracy, stderr, n, num_shots,
-max_new_tokens, seconds, seconds_per_sample, ...) and OUTPUT_DIR/<task>/details.jsonl (prompt, response,
+max_new_tokens, seconds, seconds_per_sample, backend, ...) and OUTPUT_DIR/<task>/details.jsonl (prompt, response,
 extracted, gold, correct), then prints a one-line summary per task. OUTPUT_DIR defaults to <model>/eval/.
 
 Choices:
@@ -151,6 +151,14 @@ def load_strict_model(model_name: str, batch_size: int, max_new_tokens: int, cac
                                               device="cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def backend_name(model) -> str:
+    """What generated the responses, for results.json: lighteval's model class and its device, if it has one."""
+    if model is None:
+        return "none (--responses)"
+    device = getattr(model, "device", None)
+    return f"lighteval {type(model).__name__}" + (f" on {device}" if device is not None else "")
+
+
 def load_rows(args, task: str) -> list[dict]:
     """The questions and golds to score (or the responses to rescore); bad data is one clear error."""
     if args.responses:
@@ -210,7 +218,7 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
         "tier": "strict", "metric": "lighteval extractive_match" if spec.strict_metric else f"verifier: {spec.verifier}",
         "accuracy": sum(scores) / n, "verifier_accuracy": sum(d["verifier_correct"] for d in details) / n, "stderr": mean_stderr(scores) if n > 1 else 0.0, "n": n,
         "num_shots": args.num_shots, "max_new_tokens": args.max_new_tokens, "split": args.split,
-        "seconds": round(seconds, 2), "seconds_per_sample": round(seconds / n, 3),
+        "seconds": round(seconds, 2), "seconds_per_sample": round(seconds / n, 3), "backend": backend_name(model),
     }
     out_dir = Path(args.output_dir) / task
     out_dir.mkdir(parents=True, exist_ok=True)

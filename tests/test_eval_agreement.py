@@ -55,6 +55,7 @@ def test_strict_and_loose_agree_on_real_math500_answers(data_dir, tmp_path):
                                  for p, g in pairs))
     proc = run([eval_python(), "run_eval.py", "--task", "math500", "--responses", responses, "--output_dir", tmp_path])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "math500" / "results.json").read_text())["backend"] == "none (--responses)"
     strict = [json.loads(line)["correct"] for line in (tmp_path / "math500" / "details.jsonl").read_text().splitlines()]
     loose = [math_equal(extract_answer(f"So the answer is \\boxed{{{p}}}.", "math500"), g) for p, g in pairs]
     n = len(golds)

@@ -8,7 +8,7 @@ import pytest
 from eval_cases import CASES, ROOT, SUBPROCESS_ENV, eval_python, run, strict_table  # noqa: F401 (fixture)
 
 RESULT_KEYS = {"task", "model", "accuracy", "stderr", "n", "num_shots", "max_new_tokens", "seconds",
-               "seconds_per_sample"}
+               "seconds_per_sample", "backend"}
 
 
 def test_help_needs_no_lighteval():
@@ -122,5 +122,6 @@ def test_end_to_end_tiny_model(tiny_model_dir, data_dir):
         assert details[0]["prompt"].startswith("<|im_start|>system\nRespond in the following format:")
         assert details[0]["prompt"].endswith("<|im_start|>assistant\n")
         assert results["seconds_per_sample"] > 0
+        assert results["backend"] == "lighteval TransformersModel on cpu", results["backend"]
         # the summary table has one line per task
         assert any(line.startswith(task) for line in proc.stdout.splitlines())
