@@ -224,6 +224,11 @@ def _mawps(row):
     return {"question": row["input"].strip(), "answer": _number_or_text(row["target"])}
 
 
+def _mawps_singleop(row):
+    """MAWPS's one-operation problems only (562 of its 2,065 rows: pick the operation and its two numbers)."""
+    return _mawps(row) if row.get("type") == "singleop" else None
+
+
 ASDIV_ANSWER_RE = re.compile(r"\s*(-?[\d,]*\.?\d+)\s*(\([^()]*\))?\s*$")  # "9 (apples)" -> 9
 
 
@@ -279,13 +284,15 @@ def _solution_formula(row):
 MAWPS_SEARCH_NUMBERS = 6  # the first 6 numbers of a question: the equations of these sets use at most 3 of them
 
 
-def search_equation(question: str, gold: str) -> str | None:
+def search_equation(question: str, gold: str, one_operation: bool = False) -> str | None:
     """A worked equation over the question's numbers whose result, rounded as the gold is, equals the gold.
 
     Tries every ordered choice of 3 numbers with two of + - * / (both bracketings), then of 2 numbers with
     one: more numbers first, because a word problem's numbers are rarely distractors, and a 1-operation
     match on a 2-step problem is usually a coincidence (17 and 14 carrots, 24 good: 24 - 17 = 7 is right
     by chance, 17 + 14 - 24 = 7 is the solution). Negative intermediate results are skipped.
+    `one_operation` skips the 3-number search, for problems known to take one operation (MAWPS singleop),
+    where a 3-number match is the coincidence.
     """
     gold = normalize_number(gold)
     numbers = [Fraction(n) for n in (normalize_number(x) for x in NUMBER_RE.findall(question.replace("$", ""))) if n is not None]
@@ -303,7 +310,7 @@ def search_equation(question: str, gold: str) -> str | None:
         return {"+": a + b, "-": a - b, "*": a * b}[op]
 
     ops, idx = "+-*/", range(len(numbers))
-    for i, j, k in ((i, j, k) for i in idx for j in idx for k in idx if len({i, j, k}) == 3):
+    for i, j, k in ((i, j, k) for i in idx for j in idx for k in idx if len({i, j, k}) == 3 and not one_operation):
         for op1 in ops:
             first = apply(numbers[i], op1, numbers[j])
             if first is None or first < 0:
@@ -320,10 +327,15 @@ def search_equation(question: str, gold: str) -> str | None:
     return None
 
 
-def _solution_mawps(row):
+def _solution_mawps(row, one_operation: bool = False):
     """An equation found by search over the question's numbers (`search_equation`): MAWPS ships none."""
-    found = search_equation(row["question"], row["answer"])
+    found = search_equation(row["question"], row["answer"], one_operation)
     return (found, normalize_number(row["answer"])) if found else None
+
+
+def _solution_singleop(row):
+    """One operation on two of the question's numbers, found by search (`search_equation`): MAWPS ships none."""
+    return _solution_mawps(row, one_operation=True)
 
 
 def _rg_meta(row) -> tuple[dict, str]:
@@ -456,6 +468,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     # MAWPS and ASDiv: the offline copies in ../shared/data; 13% of MAWPS and 3% of ASDiv answers are decimals.
     Task("mawps", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
          source=Source("mawps", None, _mawps), solution=_solution_mawps),
+    Task("mawps_singleop", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
+         source=Source("mawps", None, _mawps_singleop), solution=_solution_singleop),
     Task("asdiv", grade_numeric, "numeric (exact decimal)", False, splits=("test",), exemplars=WORD,
          source=Source("asdiv", None, _asdiv), solution=_solution_formula),
     _rg_task("chain_sum", True, ARITHMETIC_EXEMPLARS, solution=_solution_chain),
@@ -543,7 +557,11 @@ def load_task(name: str, split: str = "test", data_dir: str | None = None, holdo
         raise ValueError(f"--holdout {holdout} leaves no training rows: {name} has {len(rows)} rows")
     if holdout == 0:
         return rows
-    return rows[:holdout] if split == "test" else rows[holdout:]
+    held = rows[:holdout]
+    if split == "test":
+        return held
+    held_questions = {r["question"] for r in held}  # MAWPS repeats a few questions further down the file
+    return [r for r in rows[holdout:] if r["question"] not in held_questions]
 
 
 def _load_file_rows(task: Task, split: str, data_dir) -> list[dict]:

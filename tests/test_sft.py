@@ -57,8 +57,17 @@ def test_mawps_search_prefers_using_the_questions_numbers():
     assert search_equation("Ann has 3 apples.", "3") is None  # one number: nothing to compute
 
 
+def test_singleop_solutions_use_one_operation():
+    """MAWPS singleop questions carry a distractor; a 3-number match there is the coincidence."""
+    q = ("There are 8 apples in a pile on the desk. Each apple comes in a package of 11. 5 apples are added to the "
+         "pile. How many apples are there in the pile?")
+    assert search_equation(q, "13") == "8 / 5 = 1.6, and 1.6 + 11 = 13."  # the 3-number search's coincidence
+    assert search_equation(q, "13", one_operation=True) == "8 + 5 = 13."
+    assert get_task("mawps_singleop").worked_solution({"question": q, "answer": "13"}) == ("8 + 5 = 13.", "13")
+
+
 @pytest.mark.parametrize("task, holdout, options", [
-    ("gsm8k", 0, None), ("svamp", 100, None), ("asdiv", 100, None), ("mawps", 300, None),
+    ("gsm8k", 0, None), ("svamp", 100, None), ("asdiv", 100, None), ("mawps", 300, None), ("mawps_singleop", 200, None),
     ("rg:chain_sum", 0, CHAIN), ("rg:leg_counting", 0, '{"size": 50, "eval_size": 20}'),
     ("rg:countdown", 0, '{"size": 50, "eval_size": 20}'), ("rg:gsm_symbolic", 0, '{"size": 30, "eval_size": 10}'),
 ])
