@@ -310,7 +310,8 @@ def search_equation(question: str, gold: str, one_operation: bool = False) -> st
         return {"+": a + b, "-": a - b, "*": a * b}[op]
 
     ops, idx = "+-*/", range(len(numbers))
-    for i, j, k in ((i, j, k) for i in idx for j in idx for k in idx if len({i, j, k}) == 3 and not one_operation):
+    triples = () if one_operation else ((i, j, k) for i in idx for j in idx for k in idx if len({i, j, k}) == 3)
+    for i, j, k in triples:
         for op1 in ops:
             first = apply(numbers[i], op1, numbers[j])
             if first is None or first < 0:

@@ -145,6 +145,8 @@ def main(argv=None) -> int:
         print(f"[gpu_check] {name}: {json.dumps(results[name])}", flush=True)
         (out / "gpu_check.json").write_text(json.dumps(results, indent=2))  # after each check, in case a later one hangs
 
+    trained = out / "grpo-memoryr-plus" / "checkpoint-4"  # check 1's checkpoint, which both eval checks score
+
     def grpo_check(name, extra, lora):
         def fn():
             wall = run(name, [*grpo, *extra, "--output_dir", str(out / name)], out, env)
@@ -159,8 +161,7 @@ def main(argv=None) -> int:
         return {"wall_s": round(wall, 1), "dtype": dtype}
 
     def eval_check():
-        model = out / "grpo-memoryr-plus" / "checkpoint-4"
-        wall = run("math-eval", ["evaluation/math_eval.py", "--model_name_or_path", str(model), *data,
+        wall = run("math-eval", ["evaluation/math_eval.py", "--model_name_or_path", str(trained), *data,
                                  "--data_name", "gsm8k", "--num_test_sample", "8", "--max_tokens_per_call", "32",
                                  "--output_dir", str(out / "math-eval")], out, env)
         metrics = json.loads(next((out / "math-eval").rglob("*_metrics.json")).read_text())
@@ -168,8 +169,7 @@ def main(argv=None) -> int:
         return {"wall_s": round(wall, 1), "acc": metrics["acc"]}
 
     def strict_eval_check():
-        model = out / "grpo-memoryr-plus" / "checkpoint-4"
-        wall = run("strict-eval", ["run_eval.py", "--task", "gsm8k", "--model_name", str(model), *data, "--max_samples", "8",
+        wall = run("strict-eval", ["run_eval.py", "--task", "gsm8k", "--model_name", str(trained), *data, "--max_samples", "8",
                                    "--max_new_tokens", "32", "--batch_size", "8", "--output_dir", str(out / "strict-eval")], out, env)
         results = json.loads((out / "strict-eval" / "gsm8k" / "results.json").read_text())
         assert results["n"] == 8, f"{results['n']} scored, want 8"
