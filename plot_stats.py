@@ -67,12 +67,44 @@ FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a figure is a ~30-60 KB PNG, small en
 DPI = 100
 
 
-def method_label(use_ir: str) -> str:
-    """Canonical method name for a --use_ir value: r1, cosine, memoryr, memoryr+, memoryr+_cosine, ..."""
+# Ablation rows: "<method>-<variant>" is the method trained with these run_gsm8k.py settings (flag name -> value;
+# True is a switch). run_compare.py passes them as flags; a run whose run_config.json holds them is labelled so.
+VARIANTS = {
+    "noscale": {"scale_rewards": "none"},  # Dr. GRPO: advantages not divided by the group's std
+    "orig": {"memory_original": True},  # every reproduction flag of the original code (its label leak included)
+    "gate": {"intrinsic_mix": "gate"},  # intrinsic rewards only in groups with no extrinsic spread
+    "band": {"intrinsic_mix": "band"},  # intrinsic rewards scaled below the extrinsic rewards' smallest step
+    "w3": {"correctness_weight": 3.0},  # a right answer earns 3.0: the most the leaked exploit reward adds to it
+}
+
+
+def split_row(row: str) -> tuple[str, str | None]:
+    """("memoryr", "noscale") for "memoryr-noscale", (row, None) without a variant; ValueError for an unknown variant."""
+    base, _, variant = row.partition("-")
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} in {row!r}; variants: {', '.join(VARIANTS)}")
+    return base, variant or None
+
+
+def variant_flags(variant: str | None) -> list[str]:
+    """run_gsm8k.py flags of a variant: ["--scale_rewards", "none"], ["--memory_original"], ..."""
+    flags = []
+    for name, value in VARIANTS.get(variant, {}).items() if variant else ():
+        flags += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+    return flags
+
+
+def method_label(use_ir: str, config: dict | None = None) -> str:
+    """Canonical row name for a --use_ir value: r1, cosine, memoryr, memoryr+, memoryr+_cosine, ...
+
+    `use_ir` may carry a variant ("memoryr-noscale"); `config` (a run_config.json) adds the variant whose settings it holds.
+    """
+    use_ir, variant = split_row(use_ir)
     method, cosine = parse_use_ir(use_ir)
-    if not cosine:
-        return method
-    return "cosine" if method == "r1" else f"{method}_cosine"
+    label = method if not cosine else ("cosine" if method == "r1" else f"{method}_cosine")
+    if variant is None and config is not None:
+        variant = next((v for v, want in VARIANTS.items() if all(config.get(k) == w for k, w in want.items())), None)
+    return f"{label}-{variant}" if variant else label
 
 
 def _stats_row(row) -> dict:
@@ -94,7 +126,7 @@ def load_run(run_dir) -> dict:
         raise FileNotFoundError(f"no training_stats.jsonl in run dir {run_dir}")
     config_path = run_dir / "run_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    label = method_label(config["use_ir"]) if "use_ir" in config else run_dir.name
+    label = method_label(config["use_ir"], config) if "use_ir" in config else run_dir.name
     return {"dir": run_dir, "label": label, "seed": config.get("seed"), "stats": read_stats(stats_path)}
 
 

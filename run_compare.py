@@ -74,7 +74,7 @@ import run_gsm8k
 from data import DATA_ENV, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 from models import is_adapter_dir
-from plot_stats import mean_std, method_label
+from plot_stats import mean_std, method_label, split_row, variant_flags
 from tasks import TASKS, get_task, parse_options
 
 ROOT = Path(__file__).resolve().parent
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("comparison")
     g.add_argument("--preset", choices=list(PRESETS), default=None, help="settings bundle; flags given override it")
     g.add_argument("--methods", help="comma list of --use_ir values (default r1,cosine,memoryr,memoryr+; "
-                                     "exploration peers: entropy, outcome_ucb, novelty)")
+                                     "exploration peers: entropy, outcome_ucb, novelty), each optionally "
+                                     "-<variant> (plot_stats.VARIANTS: noscale, orig, gate, band, w3), or sft")
     g.add_argument("--seeds", help="comma list of seeds (default 0,1,2)")
     g.add_argument("--output_dir", default=None, help="comparison folder (default runs/compare-<preset or custom>)")
     g.add_argument("--skip_base", action="store_true", help="do not evaluate the base model")
@@ -211,11 +212,15 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
     preset = PRESETS.get(args.preset, {})
     s = {k: (getattr(args, k) if getattr(args, k) is not None else preset.get(k, d)) for k, d in DEFAULTS.items()}
     s["methods"] = [m.strip() for m in str(s["methods"]).split(",") if m.strip()]
+    grpo = run_gsm8k.build_parser()
     for m in s["methods"]:
         try:
             method_name(m)
         except ValueError as e:
             p.error(f"argument --methods: {e}")
+        unknown = grpo.parse_known_args(variant_flags(split_row(m)[1]))[1] if m != SFT_METHOD else []
+        if unknown:
+            p.error(f"argument --methods: {m} needs run_gsm8k.py flags it does not have: {' '.join(unknown)}")
     labels = [method_name(m) for m in s["methods"]]
     if len(set(labels)) != len(labels):
         p.error(f"argument --methods: two names for the same method in {s['methods']}")
@@ -298,14 +303,15 @@ def train_command(settings: dict, method: str, seed: int, run_dir: Path, data_di
     """run_gsm8k.py for a GRPO method, run_sft.py with the GRPO rows' budget for `sft`; `model` overrides the start."""
     if method == SFT_METHOD:
         return sft_budget_command(settings, seed, run_dir, data_dir, model or settings["model_name"])
-    cmd = [sys.executable, str(ROOT / "run_gsm8k.py"), "--use_ir", method, "--seed", str(seed),
+    use_ir, variant = split_row(method)
+    cmd = [sys.executable, str(ROOT / "run_gsm8k.py"), "--use_ir", use_ir, "--seed", str(seed),
            "--output_dir", str(run_dir), "--report_to", "none"]
     for flag in TRAIN_FLAGS:
         if settings[flag] is not None:
             cmd += [f"--{flag}", str(model if flag == "model_name" and model else settings[flag])]
     if data_dir is not None:
         cmd += ["--data_dir", data_dir]
-    cmd += shlex.split(settings["train_args"] or "")
+    cmd += shlex.split(settings["train_args"] or "") + variant_flags(variant)
     if resume:
         cmd.append("--resume")
     return cmd
