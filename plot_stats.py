@@ -74,7 +74,7 @@ VARIANTS = {
     "orig": {"memory_original": True},  # every reproduction flag of the original code (its label leak included)
     "gate": {"intrinsic_mix": "gate"},  # intrinsic rewards only in groups with no extrinsic spread
     "band": {"intrinsic_mix": "band"},  # intrinsic rewards scaled below the extrinsic rewards' smallest step
-    "w3": {"correctness_weight": 3.0},  # a right answer earns 3.0: the most the leaked exploit reward adds to it
+    "w3": {"correct_reward": 3.0},  # a right answer earns 3.0 instead of 2.0: the most the leaked exploit reward adds to it
 }
 
 
