@@ -1,0 +1,212 @@
+"""The sandbox (sandbox.py) against hostile programs: each scores wrong within its limits, and nothing outside changes.
+
+Every hostile program runs under small limits (1 CPU second, 256 MB) so that none can pressure a machine that
+is shared with a training run. The fork bomb runs only after a probe has shown that this sandbox refuses a
+single fork. Tests that need bubblewrap's private filesystem skip (saying so) where it cannot start.
+"""
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import sandbox
+import tasks
+from eval_cases import ROOT
+from prompts import format_completion
+
+TIGHT = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_mb=256, file_mb=4)
+SLACK_S = 3.0  # start-up and kill on a busy 2-core machine, on top of a limit
+MODES = ["bubblewrap", "rlimits"]
+
+
+def needs(mode):
+    if mode == "bubblewrap" and sandbox.isolation() != "bubblewrap":
+        pytest.skip("bubblewrap cannot start on this machine (sandbox.isolation() is 'rlimits')")
+
+
+def leftovers() -> list[str]:
+    """Command lines of live sandboxed programs (after a run returns there must be none)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "memoryr-sandbox-" in cmd or f"{sandbox.SANDBOX_DIR}/program.py" in cmd:
+                found.append(cmd[:120])
+    return found
+
+
+def run_hostile(source, mode, limits=TIGHT):
+    start = time.monotonic()
+    out = sandbox.run(source, limits=limits, mode=mode)
+    elapsed = time.monotonic() - start
+    assert not out.ok, (out.status, out.stdout[-300:], out.stderr[-300:])
+    assert elapsed < limits.wall_s + SLACK_S, elapsed
+    assert not leftovers()
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_plain_program_runs_with_its_stdin(mode):
+    needs(mode)
+    out = sandbox.run("import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="2 3 4\n", mode=mode)
+    assert out.ok and out.last_line() == "9" and out.isolation == mode
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_infinite_loop_is_stopped(mode):
+    needs(mode)
+    out = run_hostile("while True:\n    pass\n", mode)
+    assert out.status in ("signal", "timeout") or out.returncode != 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sleeping_program_is_killed_at_the_wall_limit(mode):
+    needs(mode)
+    out = run_hostile("import time\ntime.sleep(60)\n", mode, sandbox.Limits(cpu_s=1, wall_s=1.5))
+    assert out.status == "timeout"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_bomb_is_contained(mode):
+    needs(mode)
+    probe = sandbox.run("import os\ntry:\n    pid = os.fork()\nexcept OSError:\n    print('refused')\nelse:\n"
+                        "    os._exit(0) if pid == 0 else print('forked')\n", limits=TIGHT, mode=mode)
+    assert probe.last_line() == "refused", "a fork went through: the bomb below would not be contained"
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    run_hostile(bomb, mode)
+    run_hostile("import subprocess\nsubprocess.run(['python3', '-c', 'print(1)'], check=True)\n", mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_huge_allocation_fails(mode):
+    needs(mode)
+    out = run_hostile("x = bytearray(4 * 1024 ** 3)\nprint('allocated')\n", mode)
+    assert "MemoryError" in out.stderr and "allocated" not in out.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gigabytes_of_output_are_cut_off(mode):
+    needs(mode)
+    out = run_hostile("import sys\nblock = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stdout.write(block)\n", mode)
+    assert len(out.stdout) <= sandbox.KEEP_BYTES
+    out = run_hostile("import sys\nblock = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stderr.write(block)\n", mode)
+    assert len(out.stderr) <= sandbox.KEEP_BYTES
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_socket_to_a_host_listener_fails(mode):
+    needs(mode)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    try:
+        run_hostile(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\ns.sendall(b'hi')\n", mode)
+        accept()
+        assert not accepted
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_killing_the_parent_or_the_test_process_fails(mode):
+    needs(mode)
+    run_hostile("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", mode)
+    run_hostile(f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)\n", mode)
+    run_hostile("import os, signal\nos.kill(-1, signal.SIGKILL)\n", mode)
+    assert os.getpid() > 0  # still here
+
+
+def test_writing_outside_the_sandbox_changes_nothing(tmp_path):
+    needs("bubblewrap")
+    canary, readme = tmp_path / "canary", ROOT / "README.md"
+    before = readme.read_bytes()
+    program = (f"import os\nos.makedirs({str(tmp_path)!r}, exist_ok=True)\nopen({str(canary)!r}, 'w').write('x')\n"
+               f"open({str(readme)!r}, 'a').write('owned')\n")
+    run_hostile(program, "bubblewrap")
+    assert not canary.exists() and readme.read_bytes() == before
+    # the private /tmp takes writes, up to its size, and is gone afterwards
+    out = sandbox.run("open('/tmp/f', 'w').write('ok')\nprint(open('/tmp/f').read())", limits=TIGHT, mode="bubblewrap")
+    assert out.ok and out.last_line() == "ok"
+    run_hostile("for i in range(100):\n    open(f'/tmp/f{i}', 'w').write('x' * (1 << 20))\n", "bubblewrap")
+
+
+def test_reading_a_host_file_fails():
+    needs("bubblewrap")
+    readme = ROOT / "README.md"
+    first = readme.read_text().splitlines()[0]
+    out = run_hostile(f"print(open({str(readme)!r}).read())\n", "bubblewrap")
+    assert first not in out.stdout
+
+
+def test_isolation_falls_back_to_limits_and_says_so_once(monkeypatch, caplog):
+    monkeypatch.setattr(sandbox, "bwrap_binary", lambda: None)
+    sandbox.isolation.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="sandbox"):
+            assert sandbox.isolation() == "rlimits"
+            assert sandbox.isolation() == "rlimits"
+        said = [r for r in caplog.records if "bubblewrap cannot start" in r.getMessage()]
+        assert len(said) == 1
+    finally:
+        sandbox.isolation.cache_clear()
+
+
+def test_run_many_keeps_order_and_runs_in_parallel():
+    jobs = [(f"import time\ntime.sleep(0.5)\nprint({i})", "", TIGHT) for i in range(4)]
+    start = time.monotonic()
+    outs = sandbox.run_many(jobs, workers=4)
+    assert [o.last_line() for o in outs] == ["0", "1", "2", "3"]
+    assert time.monotonic() - start < 4 * 0.5 + 0.5  # sleeping programs overlap even on few cores
+
+
+def test_hostile_completions_score_wrong_and_training_rewards_go_on(data_dir):
+    """The correctness reward on an MBPP batch of hostile completions: all 0, no exception, within the limits."""
+    import rewards
+
+    row = tasks.load_task("mbpp", "test", str(data_dir))[0]
+    gold = row["answer"]
+    reference = tasks.get_task("mbpp").gold_answer(gold)
+    hostile = ["while True:\n    pass", "import os\nwhile True:\n    os.fork()", "x = bytearray(4 * 1024 ** 3)",
+               "import sys\nsys.exit(0)", "import os\nos._exit(0)", f"print(open({str(ROOT / 'README.md')!r}).read())",
+               "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"]
+    completions = [format_completion("Trying something.", f"```python\n{h}\n```") for h in hostile]
+    completions.append(format_completion("The reference.", f"```python\n{reference}\n```"))
+    funcs, _ = rewards.make_reward_funcs("r1", task="mbpp")
+    correctness = next(f for f in funcs if f.__name__ == "correctness_reward")
+    start = time.monotonic()
+    scores = correctness(None, completions, answer=[gold] * len(completions))
+    assert scores == [0.0] * len(hostile) + [rewards.CORRECT_REWARD]
+    assert time.monotonic() - start < 3 * (tasks.CODE_LIMITS.wall_s + SLACK_S)
+    assert not leftovers()
+
+
+def test_a_step_runs_each_program_once(data_dir, monkeypatch):
+    """The correctness reward runs a batch; the memory's and cosine's per-completion checks then hit the verdicts."""
+    t = tasks.get_task("mbpp")
+    rows = tasks.load_task("mbpp", "test", str(data_dir))[1:4]
+    completions = [format_completion("r", f"```python\n{t.gold_answer(r['answer'])}\n```") for r in rows]
+    completions += [format_completion("r", "```python\ndef nothing(): pass\n```")] * 2
+    golds = [r["answer"] for r in rows] + [rows[0]["answer"]] * 2
+    calls = []
+    real = sandbox.run_many
+    monkeypatch.setattr(sandbox, "run_many", lambda jobs, *a, **k: calls.append(len(jobs)) or real(jobs, *a, **k))
+    first = t.is_correct_batch(completions, golds)
+    again = [t.is_correct(c, g) for c, g in zip(completions, golds)]
+    assert first == again == [True, True, True, False, False]
+    assert calls == [4]  # the two identical wrong completions are one program; the second pass ran nothing
