@@ -39,6 +39,20 @@ def extract_xml_answer(text: str) -> str:
     return text.rsplit("<answer>", 1)[1].split("</answer>", 1)[0].strip()
 
 
+FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_program(text: str) -> str:
+    """The program in an answer: the first fenced block (```python ... ```, an unclosed one runs to the end) whose
+    language is Python or unnamed, else the whole text. "" for anything but a string."""
+    if not isinstance(text, str):
+        return ""
+    for lang, body in FENCE_RE.findall(text):
+        if lang.lower() in ("", "python", "py", "python3"):
+            return body.strip("\n")
+    return text.strip("\n") if "```" not in text else ""
+
+
 def extract_reasoning(text: str) -> str:
     """Text inside the first <reasoning>...</reasoning> (unclosed runs to <answer> or the end).
 

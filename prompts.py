@@ -16,6 +16,14 @@ SYSTEM_PROMPT = """Respond in the following format:
 ...
 </answer>"""
 
+# What a task's question ends with when its answer is not a number: a program (code tasks) or a choice (MMLU).
+# Reasoning first, then the answer in <answer>, as the system prompt asks; a fenced block is allowed around code.
+CODE_INSTRUCTION = ("Reason about the problem inside <reasoning>, then put the complete Python program (with any imports "
+                    "it needs) inside <answer>; a ```python fenced block is allowed there.")
+STDIN_INSTRUCTION = ("Your program reads the input from standard input and prints the answer to standard output. "
+                     + CODE_INSTRUCTION)
+CHOICE_INSTRUCTION = "Reason inside <reasoning>, then give the letter of the right choice (A, B, C or D) inside <answer>."
+
 # (question, reasoning, answer). Written for this project; kept short so 1-shot fits small contexts.
 EXEMPLARS = [
     ("A baker makes 24 rolls in the morning and 18 in the afternoon. She sells 35 of them. How many rolls are left?",

@@ -4,7 +4,8 @@
     .venv-eval/bin/python run_eval.py --task=gsm8k,svamp --model_name=HuggingFaceTB/SmolLM2-135M-Instruct
 
 lighteval's extractive-match metric is the paper's number, for every task whose answers are numbers or LaTeX
-(`Task.strict_metric`); a task graded by its own verifier (reasoning-gym) is scored by that verifier on the
+(`Task.strict_metric`), and its letter extractive match scores MMLU; a task graded by its own verifier
+(reasoning-gym; the code tasks, whose programs run in the sandbox, `sandbox.py`) is scored by that verifier on the
 `<answer>` text, and results.json says which (`metric`). Every details row also carries `verifier_correct`
 (`Task.is_correct`: the check training's rewards and the medium tier use). This script uses lighteval as the engine:
 its transformers backend (accelerate; CPU or GPU) or, when vllm is installed and a GPU is present, its vLLM
@@ -65,7 +66,7 @@ def parse_args(argv=None):
     g.add_argument("--model_name", default=DEFAULT_MODEL, help="HF model dir or Hub id")
     g.add_argument("--task", default="gsm8k", help=f"comma list of: {', '.join(TASKS)}")
     g.add_argument("--data_dir", default=None, help="local data folder (default: $MEMORYR_DATA_DIR, else the Hub)")
-    g.add_argument("--split", default="test")
+    g.add_argument("--split", default="test", help="split to score (default test)")
     g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task (as in training)")
     g.add_argument("--max_samples", type=int, default=None, help="first N questions of each task (default: all)")
     g.add_argument("--responses", default=None,
@@ -73,8 +74,8 @@ def parse_args(argv=None):
     g = p.add_argument_group("prompt and generation")
     g.add_argument("--num_shots", type=int, default=0, help="exemplars of the task (tasks.py)")
     g.add_argument("--seed", type=int, default=0, help="picks the exemplars")
-    g.add_argument("--max_new_tokens", type=int, default=512)
-    g.add_argument("--batch_size", type=int, default=8)
+    g.add_argument("--max_new_tokens", type=int, default=512, help="greedy generation budget (default 512)")
+    g.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (default 8)")
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", default=None, help="default: <model>/eval/")
     args = p.parse_args(argv)
@@ -173,11 +174,12 @@ def load_rows(args, task: str) -> list[dict]:
 
 def task_doc(spec, question: str, gold: str, doc_id: str, num_shots: int, seed: int, max_new_tokens: int):
     """The lighteval Doc for one question: the training prompt with the task's exemplars, the gold as its metric reads it."""
-    from evaluation.lighteval_tasks import STRICT_METRICS, messages_to_doc
+    from evaluation.lighteval_tasks import LETTER_CHOICES, STRICT_METRICS, messages_to_doc
 
     gold_format = STRICT_METRICS[spec.strict_metric][1] if spec.strict_metric else "{}"
     messages = build_messages(question, num_shots, seed, exemplars(spec.name, num_shots))
-    return messages_to_doc(messages, spec.gold_answer(gold), spec.name, doc_id, max_new_tokens, gold_format)
+    choices = LETTER_CHOICES if spec.strict_metric == "letter" else None
+    return messages_to_doc(messages, spec.gold_answer(gold), spec.name, doc_id, max_new_tokens, gold_format, choices)
 
 
 def strict_verdict(spec, doc, response: str, gold: str) -> tuple[bool, str]:
@@ -203,6 +205,9 @@ def evaluate_task(args, task: str, rows: list[dict], model) -> dict:
         for row, doc, out in zip(rows, docs, outputs):
             row["response"] = out.text[0]
             row["prompt"] = model.prompt_manager.prepare_prompt(doc)
+    # every verdict of the task's verifier at once: a code task runs the programs in parallel in the sandbox and
+    # remembers the verdicts, so the per-row calls below (strict_verdict, verifier_correct) run nothing again
+    spec.is_correct_batch([row["response"] for row in rows], [row["gold"] for row in rows])
     details = []
     for row, doc in zip(rows, docs):
         correct, extracted = strict_verdict(spec, doc, row["response"], row["gold"])

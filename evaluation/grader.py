@@ -2,8 +2,9 @@
 
 `loose_verdict(response, gold, task)` is what the loose tier scores: for tasks whose answers are numbers
 or LaTeX it extracts leniently (`parser.extract_answer`) and compares with `math_equal` below; for tasks
-graded by their own verifier (reasoning-gym) it takes the `<answer>` text, else the last non-empty line,
-and asks the task's verifier (`Task.grade`), the same one training and the other tiers use.
+graded by their own verifier (reasoning-gym, MMLU, code) it takes the `<answer>` text, else the last non-empty line
+(for code, the whole response, whose fenced block the verifier runs), and asks the task's verifier (`Task.grade`),
+the same one training and the other tiers use.
 
 Both sides go through `parser.clean_answer` first, so a raw gold string from the data files
 ("$18", "27.0", "\\frac{14}{3}", "#### 72") can be passed as it is. Then, in order, a pair is equal if
@@ -144,9 +145,10 @@ def math_equal(prediction, reference) -> bool:
 
 def loose_verdict(response: str, gold: str, task) -> tuple[str, bool]:
     """(extracted answer, right?) for one response on a `tasks.Task`, as the loose tier scores it."""
-    if task.strict_metric is None:  # verifier-graded task: its answers need not be numbers or LaTeX
+    if task.strict_metric not in ("numeric", "latex"):  # verifier-graded task: its answers need not be numbers or LaTeX
         lines = [line.strip() for line in str(response).splitlines() if line.strip()]
-        pred = extract_xml_answer(response) or (lines[-1] if lines else "")
+        untagged = str(response) if task.runs_code else (lines[-1] if lines else "")  # code: the verifier finds a fenced block
+        pred = extract_xml_answer(response) or untagged
         return pred, bool(task.grade(pred, gold))
     pred = extract_answer(response, task.name)
     return pred, math_equal(pred, gold)

@@ -16,12 +16,14 @@ import rewards
 import tasks
 from eval_cases import ROOT, eval_python
 from evaluation.grader import loose_verdict
+from lcb_fixture import solution_for, write_fixture
 from prompts import format_completion
 
 RG_SMALL = {"size": 40, "eval_size": 12}  # our own size options: enough rows, generated in well under a second
 # countdown is slower to generate; 3 numbers keeps it quick and the answers short
 TASK_OPTIONS = {"rg:countdown": {**RG_SMALL, "min_numbers": 3, "max_numbers": 3}}
 HOLDOUT = 20  # held-out rows for one-split tasks in these tests
+HOLDOUTS = {"lcb": 2}  # the LiveCodeBench fixture has 4 rows
 MATH_FIXTURE = [  # rows in AI-MO/NuminaMath-TIR's own columns (problem, solution, messages)
     {"problem": "What is $\\frac{1}{4} + \\frac{1}{4}$?",
      "solution": "Adding gives $\\frac{2}{4} = \\boxed{\\frac{1}{2}}$.", "messages": []},
@@ -34,25 +36,27 @@ def options(name):
     return TASK_OPTIONS.get(name, RG_SMALL) if name.startswith("rg:") else None
 
 
-def holdout(name):
-    t = tasks.get_task(name)
-    return HOLDOUT if len(t.splits) == 1 and not t.rg_name else 0
+def holdout(name, data):
+    """Rows held out when training on a task that has one split where `data` holds it (mmlu offline: test only)."""
+    return HOLDOUTS.get(name, HOLDOUT) if tasks.needs_holdout(name, str(data)) else 0
 
 
 @pytest.fixture(scope="module")
 def task_data(tmp_path_factory, data_dir):
-    """The shared data folder plus a `math/train.jsonl` fixture in the Hub dataset's columns (nothing is copied)."""
+    """The shared data folder plus fixtures in the Hub datasets' columns (nothing is copied): `math/train.jsonl`
+    (NuminaMath-TIR) and `lcb/test.jsonl` (LiveCodeBench, tests/lcb_fixture.py)."""
     root = tmp_path_factory.mktemp("data")
     for sub in data_dir.iterdir():
         if sub.is_dir():
             (root / sub.name).symlink_to(sub)
     (root / "math").mkdir()
     (root / "math" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MATH_FIXTURE))
+    write_fixture(root)
     return root
 
 
 def rows(name, split, data, seed=0):
-    return tasks.load_task(name, split, str(data), holdout=holdout(name) if split == "train" else 0,
+    return tasks.load_task(name, split, str(data), holdout=holdout(name, data) if split == "train" else 0,
                            options=options(name), seed=seed)
 
 
@@ -62,10 +66,9 @@ def rows(name, split, data, seed=0):
 def test_every_task_loads_offline_with_disjoint_train_and_eval(name, task_data):
     test = rows(name, "test", task_data)
     assert test and all(isinstance(r["question"], str) and r["question"] and isinstance(r["answer"], str) for r in test)
-    t = tasks.get_task(name)
-    if len(t.splits) == 1 and not t.rg_name:
-        test = tasks.load_task(name, "test", str(task_data), holdout=HOLDOUT)
-        assert len(test) == HOLDOUT
+    if holdout(name, task_data):
+        test = tasks.load_task(name, "test", str(task_data), holdout=holdout(name, task_data))
+        assert len(test) == holdout(name, task_data)
     train = rows(name, "train", task_data)
     assert train and not {r["question"] for r in train} & {r["question"] for r in test}
 
@@ -198,6 +201,9 @@ def test_unknown_reasoning_gym_name_raises_instead_of_grading_wrong():
 
 def exemplar_gold(name, question, answer):
     """The gold an exemplar's own task would store for it (countdown's needs the numbers and the target)."""
+    t = tasks.get_task(name)
+    if t.exemplar_golds:  # JSON golds (mmlu, code): the task keeps them beside its exemplars
+        return t.exemplar_golds[[q for q, _, _ in t.exemplars].index(question)]
     if name == "rg:countdown":
         numbers = [int(x) for x in question.split("numbers: ")[1].split(".")[0].split(", ")]
         target = int(question.split("make ")[1].split(" ")[0])
@@ -240,7 +246,7 @@ def agreement_cases(task_data):
     for name in tasks.TASKS:
         t = tasks.get_task(name)
         for r in rows(name, "test", task_data)[:3]:
-            gold_text = t.gold_answer(r["answer"])
+            gold_text = solution_for(r["question"]) if name == "lcb" else t.gold_answer(r["answer"])  # code: the reference
             if t.strict_metric == "latex":  # lighteval reads LaTeX only between $...$ or in \boxed{} (README: strict tier)
                 gold_text = f"${gold_text}$"
             cases.append((name, r["question"], format_completion("Working it out.", gold_text), r["answer"], True))
@@ -298,7 +304,7 @@ def test_memory_success_failure_split_agrees(cases, embedder):
     for name in tasks.TASKS:
         mine = [c for c in cases if c[0] == name]
         funcs, _ = rewards.make_reward_funcs("knn+", task=name, embedder=embedder)
-        memory = funcs[-1].__self__
+        memory = rewards.stateful_rewards(funcs)[0]  # the memory behind its (possibly wrapped) rewards
         memory.exploit_reward(None, [c[2] for c in mine], question=[c[1] for c in mine], answer=[c[3] for c in mine])
         assert isinstance(memory, MemoryReward)
         assert memory.success.n_values == sum(c[4] for c in mine), name
@@ -307,7 +313,7 @@ def test_memory_success_failure_split_agrees(cases, embedder):
 
 # --- every task trains one step and is evaluated by its tiers, on the tiny model ---------------------
 
-TRAINABLE = [n for n, t in tasks.TASKS.items() if n not in ("math500", "aime24", "amc23")]
+TRAINABLE = [n for n, t in tasks.TASKS.items() if n not in ("math500", "aime24", "amc23", "humaneval")]
 
 
 @pytest.mark.slow
@@ -319,8 +325,8 @@ def test_every_task_trains_one_step(name, task_data, tiny_model_dir, tmp_path):
             "--use_ir", "knn+" if name in ("mawps", "rg:countdown") else "r1", "--bs", "1", "--gc", "1",
             "--num_generations", "2", "--L", "8", "--max_steps", "1", "--save_steps", "1", "--report_to", "none",
             "--do_eval", "--eval_steps", "1", "--eval_samples", "2", "--output_dir", str(tmp_path / "run")]
-    if holdout(name):
-        argv += ["--holdout", str(HOLDOUT)]
+    if holdout(name, task_data):
+        argv += ["--holdout", str(holdout(name, task_data))]
     if options(name):
         argv += ["--task_options", json.dumps(options(name))]
     assert run_gsm8k.main(argv) == 0
@@ -343,7 +349,7 @@ def test_every_task_is_evaluated_by_strict_and_loose_tiers(task_data, tiny_model
     for n in names:
         res = json.loads((tmp_path / "strict" / n / "results.json").read_text())
         assert res["n"] == 2 and 0 <= res["accuracy"] <= 1 and 0 <= res["verifier_accuracy"] <= 1
-        assert res["metric"].startswith("verifier") == bool(tasks.get_task(n).rg_name)
+        assert res["metric"].startswith("verifier") == (tasks.get_task(n).strict_metric is None)
 
     from evaluation import math_eval
 
