@@ -16,10 +16,31 @@ For a completion with reasoning embedding a to question q:
 Choices (and where they fix the original code):
 - Key = the embedding of that completion's *own* question, found exactly by its text (a dict), not
   by a float-equality search. `memory_key_first_prompt=True` reproduces the original, which keys
-  every completion of a batch by the batch's first question.
-- Order: score the batch against the memory as it was *before* the batch, then write.
-  `memory_write_first=True` reproduces the original (write, then score), where every failure meets
-  itself at similarity 1 and explore is about 0.
+  every completion of a batch by the batch's first question (run_gsm8k.py then has trl pass one
+  micro-batch a call, as the original's trl did).
+- Order: score the batch against the memory as it was *before* the batch, then write (the paper's
+  equations: a completion is judged by what came before it).
+- `memory_write_first=True` (--memory_write_first) reproduces the original code (thaihungle/Memory-R,
+  its `FastKNNMemory` and two reward functions), restated here as facts:
+  - completion by completion, in batch order: write that completion, then score it. The exploit pass
+    walks the whole batch (a right completion goes into the success memory, then every completion is
+    scored), then the explore pass walks it again (a wrong one goes into the failure memory, then every
+    completion is scored). So a right answer is scored against a success centroid that contains itself,
+    and a wrong one meets itself in the failure set (explore raw ~ 0): both rewards echo the label.
+  - its normalisation, per memory and per completion: the raw score (exploit: the distance to the
+    centroid; explore: 1 - max cosine) is pushed into that memory's window of the last `norm_window`
+    scores (the original: 100) first, then min-max normalised over the window, itself included: the
+    batch's earlier completions are in it, its later ones are not. No epsilon and no clipping; when
+    every windowed value is equal the original returns exploit = 1 - distance (may be < 0) and explore = 0.
+    Here the window holds -distance for exploit, as in the default path; the map is the same.
+  - empty retrieval: exploit 0 and explore 1, nothing pushed (the constants below).
+  - explore warm-up, checked per completion after its write: while the failure memory holds fewer than
+    `explore_warmup` keys (`explore_warmup_unit="keys"`; the original waits for ORIGINAL_EXPLORE_WARMUP_KEYS)
+    explore is 0 and nothing is scored or pushed; in steps, the same for the whole batch.
+  - kept from this project, not the original: the task's verifier (the original compared the extracted
+    answer string), the reasoning extractor, keys found by question text, one memory gathered across
+    ranks (the original kept one per process), and own-question keys unless `memory_key_first_prompt`.
+  `--memory_original` (run_gsm8k.py) sets this with every other reproduction flag.
 - Empty retrieval (the memory is still empty): exploit = 0.0 (nothing to exploit yet) and
   explore = 1.0 (nothing failed like this yet). These constants never enter the normalisation
   window. All completions of a question retrieve the same neighbours, so within a GRPO group the
@@ -27,7 +48,8 @@ Choices (and where they fix the original code):
 - Warm-up: explore is 0 for the first `explore_warmup` optimizer steps (`trainer_state.global_step`;
   scored batches when called outside a trainer). `explore_warmup_unit="keys"` reproduces the
   original, which waits until the failure memory holds that many keys. During warm-up raw explore
-  scores still fill the window, so the normalisation is warm when explore switches on.
+  scores still fill the window, so the normalisation is warm when explore switches on (not so with
+  `memory_write_first`, which reproduces the original's warm-up too).
 - Capacity: at most `memory_max_values` values per key (oldest dropped first) and, when
   `memory_max_keys` > 0, at most that many keys: the key written least recently is evicted from the
   FAISS index, the dict and the value store together.
@@ -71,6 +93,10 @@ FORMAT_VERSION = 1  # bump when the saved layout changes; load refuses other ver
 NORM_EPS = 1e-8  # keeps min-max normalisation defined (and < 1) when every windowed value is equal
 EMPTY_EXPLOIT = 0.0  # exploit reward when nothing was retrieved (empty success memory)
 EMPTY_EXPLORE = 1.0  # explore reward when nothing was retrieved (empty failure memory)
+# The original code's memory settings (thaihungle/Memory-R, run_gsm8k.py), which --memory_original sets.
+ORIGINAL_EXPLORE_WARMUP_KEYS = 500  # its failure memory scores nothing until it holds this many keys
+# Values kept per key, by rewards.METHODS' memory kind: 1000 in Memory-R's one memory, 100 in both of Memory-R+'s.
+ORIGINAL_MAX_VALUES = {"exploit": 1000, "explore": 100}
 # Texts per forward pass of the embedder. sentence-transformers sorts texts by length, so smaller
 # batches pad less: 32 GSM8K solutions took 1.05 CPU-s at 8 and 1.74 CPU-s at 32 (one thread, this CPU).
 ENCODE_BATCH_SIZE = 8
@@ -534,37 +560,82 @@ class MemoryReward:
         return distinct, g["q_embs"][first], q_of[g["owner"]]
 
     def _score_and_write(self, questions, texts, golds, step, log_metric) -> dict[str, list[float]]:
-        success, failure = self.memories()
+        self.memories()
         g, start = self._gather(self._embed_batch(questions, texts, golds))
         n = len(g["questions"])
         distinct, queries, unit_q = self._by_question(g)  # global batch order
         for q, e in zip(distinct, queries):
             self.question_cache.setdefault(q, e)
-
-        def write():
-            ok = g["correct"][g["owner"]]
-            success.write(distinct, queries, g["units"][ok], unit_q[ok])
-            if failure is not None:
-                failure.write(distinct, queries, g["units"][~ok], unit_q[~ok])
-
         if self.write_first:
-            write()
+            rewards, raw, explore_on = self._write_then_score(g, distinct, queries, unit_q, n, step)
+        else:
+            rewards, raw, explore_on = self._score_then_write(g, distinct, queries, unit_q, n, step)
+        self.batches_seen += 1
+        if log_metric is not None:
+            self._log(log_metric, raw, explore_on)
+        return {name: r[start : start + len(texts)].tolist() for name, r in rewards.items()}
+
+    def _score_then_write(self, g, distinct, queries, unit_q, n, step) -> tuple[dict, dict, bool | None]:
+        """This project's order: score the whole batch against the memory before it, write the batch, then normalise.
+
+        Returns (rewards by name, (raw score, had neighbours) by name, explore on?); the same for `_write_then_score`."""
+        success, failure = self.success, self.failure
         raw = {"exploit": self._score(success, queries, g["units"], unit_q, g["owner"], n, centroid=True)}
+        explore_on = None
         if failure is not None:
             raw["explore"] = self._score(failure, queries, g["units"], unit_q, g["owner"], n, centroid=False)
             warm = failure.n_keys if self.explore_warmup_unit == "keys" else step
             explore_on = warm >= self.explore_warmup
-        if not self.write_first:
-            write()
-        self.batches_seen += 1
+        ok = g["correct"][g["owner"]]
+        success.write(distinct, queries, g["units"][ok], unit_q[ok])
+        if failure is not None:
+            failure.write(distinct, queries, g["units"][~ok], unit_q[~ok])
 
         rewards = {"exploit": self._normalise("exploit", *raw["exploit"], empty=EMPTY_EXPLOIT)}
         if failure is not None:
             explore = self._normalise("explore", *raw["explore"], empty=EMPTY_EXPLORE)
             rewards["explore"] = explore if explore_on else np.zeros(n)
-        if log_metric is not None:
-            self._log(log_metric, raw, explore_on if failure is not None else None)
-        return {name: r[start : start + len(texts)].tolist() for name, r in rewards.items()}
+        return rewards, raw, explore_on
+
+    def _write_then_score(self, g, distinct, queries, unit_q, n, step) -> tuple[dict, dict, bool | None]:
+        """The original's order (module docstring): the exploit pass over the batch, then the explore pass,
+        each writing one completion into its memory (if it belongs there) and then scoring it."""
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(g["owner"], minlength=n))])  # completion i: units[bounds[i]:bounds[i+1]]
+        q_of = unit_q[bounds[:-1]] if len(g["units"]) else np.zeros(0, dtype=np.int64)  # each completion's distinct question
+        passes = [("exploit", self.success, g["correct"], EMPTY_EXPLOIT, None)]
+        if self.failure is not None:
+            by_keys = self.explore_warmup_unit == "keys"
+            gate = (lambda: self.failure.n_keys >= self.explore_warmup) if by_keys else (lambda: step >= self.explore_warmup)
+            passes.append(("explore", self.failure, ~g["correct"], EMPTY_EXPLORE, gate))
+        rewards, raw = {}, {}
+        for name, memory, belongs, empty, gate in passes:
+            reward, score, has = np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
+            window = self.windows[name]
+            for i in range(n):
+                j, a = q_of[i], g["units"][bounds[i] : bounds[i + 1]]
+                if belongs[i]:
+                    memory.write([distinct[j]], queries[j : j + 1], a, np.zeros(len(a), dtype=np.int64))
+                if gate is not None and not gate():
+                    continue  # warm-up: 0, nothing scored or pushed
+                found = memory.search(queries[j : j + 1], self.k)[0]
+                if found is None:
+                    reward[i] = empty
+                    continue
+                if name == "exploit":
+                    score[i] = -np.linalg.norm(a - found.mean(axis=0), axis=1).mean()
+                else:
+                    score[i] = (1.0 - (a @ found.T).max(axis=1)).mean()
+                has[i] = True
+                window.append(float(score[i]))
+                lo, hi = min(window), max(window)
+                if hi > lo:
+                    reward[i] = (score[i] - lo) / (hi - lo)
+                else:  # every windowed value equal: the original's exploit is 1 - distance, its explore 0
+                    reward[i] = 1.0 + score[i] if name == "exploit" else 0.0
+            rewards[name] = np.nan_to_num(reward, nan=empty, posinf=1.0, neginf=0.0)
+            raw[name] = (score, has)
+        explore_on = passes[1][4]() if len(passes) > 1 else None
+        return rewards, raw, explore_on
 
     def _gather(self, local: dict) -> tuple[dict, int]:
         """All ranks' batches concatenated in rank order (TRL's global order), and where this rank's slice starts."""

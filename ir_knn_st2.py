@@ -5,7 +5,9 @@ Same memory, keys, order, warm-up, capacity, persistence and multi-process handl
 - each sentence of a completion's reasoning is its own value (`memory_max_values` then counts sentences);
 - a completion's raw exploit/explore score is the mean of its sentences' scores (each sentence
   scored against the retrieved sentence values exactly as a whole reasoning is at response level),
-  before the same running min-max normalisation.
+  before the same running min-max normalisation;
+- with `memory_write_first` (the original's order), all sentences of a completion are written before
+  any of them is scored, so each sentence meets itself.
 
 Sentence splitting is a regular expression, so it works offline with no download (nltk's punkt
 tokenizer would need one): a sentence ends at '.', '!' or '?' followed by whitespace, or at a line

@@ -14,6 +14,10 @@ Steps:
 3. At each warm-up point (0, 25, 50 and 100% of the fill questions written) and each k in --k, score
    the eval completions with `MemoryReward.score_frozen`, which writes nothing: the eval set never
    meets itself in the memory, and every (warm-up, k) cell sees the same memory.
+4. In the same cell, the original code's order: a copy of that memory (saved and loaded, so the cell's
+   memory is untouched) with `memory_write_first` scores the eval completions through training's reward
+   path, --fill_batch questions a call, each completion written before it is scored (ir_knn_st.py,
+   "Choices"): a right one meets itself in the success centroid, a wrong one in the failure set.
 
 Reported per cell (one JSON, printed and written to --out):
 - exploit and explore: AUC of the reward for right vs wrong completions within each question's G
@@ -25,6 +29,8 @@ Reported per cell (one JSON, printed and written to --out):
 - explore vs the completion's cosine distance to its nearest failure anywhere in the failure memory
   (Pearson and Spearman): explore is that distance restricted to the failures of the top-k nearest
   questions, so the correlation says how much the key restriction changes it.
+- original_order: the exploit and explore AUCs (within question and pooled) of step 4, beside the
+  frozen ones; their gap is what the original's order adds by letting each completion meet itself.
 Null AUCs mean no question had both right and wrong completions (nothing to tell apart).
 
 Choices:
@@ -32,7 +38,9 @@ Choices:
   within one question the normalisation is one increasing map, so they equal the raw scores' AUCs
   whenever the question retrieved something. Explore is scored without its training warm-up gate.
 - Response level (ir_knn_st.MemoryReward); the memory keeps training's defaults (100 values per key,
-  window 100) except k.
+  window 100) except k. The original order changes only the order (write, then score, per completion):
+  keys stay each completion's own question, so the gap is the order's alone; the eval completions it
+  writes stay in its copy, as they would in training.
 - Samples are cached in a jsonl beside --out (or --cache), one row per question, its name a hash of
   every setting that changes them; a rerun with the same settings generates nothing and loads no
   model, and an interrupted run resumes. Each generation batch is seeded from --seed and its first
@@ -44,6 +52,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import correlation, grouped_auc  # noqa: E402
-from ir_knn_st import DEFAULT_EMBEDDER, load_embedder  # noqa: E402
+from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder  # noqa: E402
 from tasks import TASKS, exemplars, load_task, parse_options  # noqa: E402
 
 WARMUP_FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # share of the fill questions written before a scoring point
@@ -216,6 +225,36 @@ def score_cell(mem, eval_rows, eval_completions, k: int) -> dict:
     return cell
 
 
+def write_first_copy(mem, k: int) -> MemoryReward:
+    """A copy of `mem` (its memories, windows and question cache, through save and load) that scores in the
+    original's order (`memory_write_first`), with k neighbours and no explore warm-up; `mem` is untouched."""
+    copy = MemoryReward(k=k, explore=mem.explore, embedder=mem.model, explore_warmup=0, memory_write_first=True,
+                        memory_max_values=mem.max_values, memory_max_keys=mem.max_keys, norm_window=mem.norm_window,
+                        is_correct=mem.is_correct)
+    with tempfile.TemporaryDirectory() as tmp:
+        mem.save(tmp)
+        copy.load(tmp)
+    return copy
+
+
+def score_cell_original(mem, eval_rows, eval_completions, k: int, batch: int) -> dict:
+    """Exploit and explore AUCs (within question and pooled) of the eval completions scored in the original's order:
+    on a copy of `mem`, `batch` questions a call through training's reward path, each completion written, then scored."""
+    copy = write_first_copy(mem, k)
+    rewards = {"exploit": [], "explore": []}
+    correct, groups = [], []
+    for lo in range(0, len(eval_rows), batch):
+        rows, comps = eval_rows[lo:lo + batch], eval_completions[lo:lo + batch]
+        call = {"prompts": None, "completions": [c for cs in comps for c in cs],
+                "question": [r["question"] for r, cs in zip(rows, comps) for _ in cs],
+                "answer": [r["answer"] for r, cs in zip(rows, comps) for _ in cs]}
+        rewards["exploit"] += copy.exploit_reward(**call)
+        rewards["explore"] += copy.explore_reward(**call)
+        correct += [copy.is_correct(c, a) for c, a in zip(call["completions"], call["answer"])]
+        groups += [lo + i for i, cs in enumerate(comps) for _ in cs]
+    return {name: grouped_auc(r, correct, groups) for name, r in rewards.items()}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.time()
@@ -247,7 +286,8 @@ def main(argv=None) -> dict:
                                answer=[r["answer"] for r, cs in zip(rows, comps) for _ in cs])
         written = target
         for k in args.k:
-            cells.append({"fill_fraction": fraction, "fill_questions": written, **score_cell(mem, eval_rows, samples["test"], k)})
+            cells.append({"fill_fraction": fraction, "fill_questions": written, **score_cell(mem, eval_rows, samples["test"], k),
+                          "original_order": score_cell_original(mem, eval_rows, samples["test"], k, args.fill_batch)})
 
     def accuracy(rows, completions):
         right = [mem.is_correct(c, r["answer"]) for r, cs in zip(rows, completions) for c in cs]

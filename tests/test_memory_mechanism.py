@@ -1,5 +1,6 @@
 """MemoryReward.score_frozen (scores like training, changes nothing) and bench/memory_mechanism.py: its pure
-helpers, and (slow) the whole check end to end on the tiny model, run twice to check the samples cache."""
+helpers, the original order's AUC on a synthetic case, and (slow) the whole check end to end on the tiny model,
+run twice to check the samples cache."""
 import importlib.util
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder
+from ir_knn_st import MemoryReward
 
 from test_memory import MIXED, Q1, Q2, batch  # the memory tests' questions and mixed right/wrong batch
 
@@ -21,11 +22,6 @@ PROBE = batch([  # new completions to the same questions: scored, never written
     (Q2, "60 times 2 = 120.", "120", "120"),
     (Q2, "Fast trains.", "3", "120"),
 ])
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder(DEFAULT_EMBEDDER, device="cpu")
 
 
 def filled(embedder, **kw):
@@ -96,6 +92,65 @@ def test_cached_encoder_embeds_each_text_once(embedder):
     assert np.array_equal(a[1], b[0]) and np.array_equal(a[0], a[2])
 
 
+class OneHotEncoder:
+    """The embedder, not the thing under test: each distinct text gets its own basis vector, so every two texts are
+    orthogonal and a text meets only itself."""
+
+    dim = 64
+
+    def __init__(self):
+        self.seen = {}
+
+    def get_sentence_embedding_dimension(self):
+        return self.dim
+
+    def encode(self, texts, **kwargs):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, self.seen.setdefault(t, len(self.seen))] = 1.0
+        return out
+
+
+def rows_and_completions(spec):
+    """spec: (question, gold, [(reasoning, said), ...]) per question -> (rows, completion strings per row)."""
+    rows = [{"question": q, "answer": gold} for q, gold, _ in spec]
+    comps = [[f"<reasoning>\n{r}\n</reasoning>\n<answer>\n{said}\n</answer>" for r, said in cs] for _, _, cs in spec]
+    return rows, comps
+
+
+def test_original_order_separates_by_construction_where_the_default_cannot():
+    """Orthogonal embeddings: no completion is nearer any stored value than another, so the default order (score,
+    then write) gives every completion of a question the same raw scores (AUC 0.5), while the original order
+    (write, then score) lets each completion meet itself: exploit and explore AUC 1.0, from the label alone."""
+    fill_rows, fill_comps = rows_and_completions([
+        ("F1", "5", [("a", "5"), ("b", "4"), ("c", "3"), ("d", "5")]),
+        ("F2", "7", [("e", "7"), ("f", "1"), ("g", "7"), ("h", "2")]),
+        ("F1", "5", [("b", "4"), ("i", "5"), ("j", "6"), ("k", "5")]),  # F1 asked again: "b" meets its stored failure
+        ("F3", "9", [("l", "9"), ("m", "8"), ("n", "9"), ("o", "0")]),
+    ])
+    eval_rows, eval_comps = rows_and_completions([
+        ("E1", "1", [("p", "1"), ("q", "2"), ("r", "1"), ("s", "3")]),
+        ("E2", "2", [("t", "0"), ("u", "2"), ("v", "5"), ("w", "2")]),
+        ("E3", "3", [("x", "3"), ("y", "3"), ("z", "4"), ("zz", "8")]),
+    ])
+    mem = MemoryReward(k=1, explore=True, embedder=OneHotEncoder(), explore_warmup=0)
+    for lo in (0, 2):  # the training path, two questions a call
+        rows, comps = fill_rows[lo:lo + 2], fill_comps[lo:lo + 2]
+        mem.exploit_reward(prompts=None, completions=[c for cs in comps for c in cs],
+                           question=[r["question"] for r, cs in zip(rows, comps) for _ in cs],
+                           answer=[r["answer"] for r, cs in zip(rows, comps) for _ in cs])
+    before = mem.state_digest()
+    frozen = mm.score_cell(mem, eval_rows, eval_comps, k=1)
+    original = mm.score_cell_original(mem, eval_rows, eval_comps, k=1, batch=2)
+    assert mem.state_digest() == before  # the cell's memory is untouched: the original order ran on a copy
+    for name in ("exploit", "explore"):
+        assert frozen[name]["groups_both"] == original[name]["groups_both"] == 3
+        assert frozen[name]["mean"] == 0.5, (name, frozen[name])
+        assert original[name]["mean"] == 1.0, (name, original[name])
+    copy = mm.write_first_copy(mem, k=1)
+    assert copy.write_first and copy.state_digest() == before
+
+
 @pytest.mark.slow  # samples with the tiny model and loads MiniLM: ~30 s here
 def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
     out = tmp_path / "mech.json"
@@ -112,6 +167,10 @@ def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
                 assert r[key] is None or 0.0 <= r[key] <= 1.0
             assert (r["mean"] is None) == (r["groups_both"] == 0) and r["groups"] == 3
             assert 0.0 <= r["neighbour_frac"] <= 1.0
+        for name in ("exploit", "explore"):  # the original order, beside the frozen scores
+            r = c["original_order"][name]
+            assert (r["mean"] is None) == (r["groups_both"] == 0) and r["groups"] == 3
+            assert r["mean"] is None or 0.0 <= r["mean"] <= 1.0
         sizes = c["memory"]
         # only the fill set is written (G completions per fill question); the eval set never is
         assert sizes["success_values"] + sizes["failure_values"] == c["fill_questions"] * 2
