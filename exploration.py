@@ -27,6 +27,7 @@ and `training.MemoryCheckpointCallback` checkpoint them like the memory), built 
 
 The third peer, the policy-entropy bonus, is not a reward: it is trl's own loss term
 (`GRPOConfig.entropy_coef`, `use_adaptive_entropy`), set by `run_gsm8k.py` (see `rewards.entropy_coef`).
+The fourth, surprise (random network distillation), has its own module, `surprise.py`.
 
 Groups and processes. A group is the completions of one question (the `question` column) in the
 global batch. TRL's sampler puts each prompt's G completions in one generation batch and each prompt
@@ -113,9 +114,9 @@ def group_novelty(embs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.
     return raw, has
 
 
-# --- shared plumbing of the two reward classes -------------------------------------------------
+# --- shared plumbing of the batch-level rewards (also used by surprise.py and intrinsic_mix.py) -------
 
-def _batch(completions, question) -> tuple[list[str], list[str]]:
+def batch_texts(completions, question) -> tuple[list[str], list[str]]:
     """(texts, questions) of a TRL call; the question column is required (it defines the groups)."""
     if question is None or len(question) != len(completions):
         raise ValueError(f"exploration rewards need the dataset column 'question' with one entry per completion "
@@ -123,7 +124,7 @@ def _batch(completions, question) -> tuple[list[str], list[str]]:
     return [completion_text(c) for c in completions], [str(q) for q in question]
 
 
-def _gathered(local: dict) -> tuple[dict, int, int]:
+def gather_batch(local: dict) -> tuple[dict, int, int]:
     """Every rank's `local` lists concatenated in rank order, where this rank's slice starts, and its length."""
     parts, rank = gather_objects(local)
     start = sum(len(p["questions"]) for p in parts[:rank])
@@ -174,7 +175,7 @@ class OutcomeCounts:
         self.table = OrderedDict((q, OrderedDict((a, next(it)) for a in outs)) for q, outs in zip(meta["questions"], answers))
 
 
-class _SavedState:
+class SavedState:
     """save/load of a reward's state under checkpoint_dir/<folder>/ with the memory's checksummed format."""
 
     folder = ""
@@ -203,7 +204,7 @@ class _SavedState:
 
 # --- TRL reward classes ------------------------------------------------------------------------
 
-class OutcomeUCBReward(_SavedState):
+class OutcomeUCBReward(SavedState):
     """Outcome-based exploration: count bonus for rarely produced answers, penalty for answers repeated in the group."""
 
     folder = "outcome_ucb"
@@ -224,8 +225,8 @@ class OutcomeUCBReward(_SavedState):
         """c / sqrt(1 + earlier productions of this answer for this question) - c_b (m - 1) / (G - 1); see the module docstring."""
         if len(completions) == 0 and _dist() is None:  # nothing to score (with several ranks, still take part in the gather)
             return []
-        texts, questions = _batch(completions, question)
-        g, start, n = _gathered({"questions": questions, "outcomes": [answer_key(t) for t in texts]})
+        texts, questions = batch_texts(completions, question)
+        g, start, n = gather_batch({"questions": questions, "outcomes": [answer_key(t) for t in texts]})
         bonus = ucb_bonus(self.outcomes.counts(g["questions"], g["outcomes"]), self.c)
         penalty = repeat_penalty(group_ids(g["questions"]), group_ids(g["outcomes"]), self.batch_c)
         self.outcomes.add(g["questions"], g["outcomes"])
@@ -247,7 +248,7 @@ class OutcomeUCBReward(_SavedState):
         self.outcomes.restore(arrays, meta)
 
 
-class NoveltyReward(_SavedState):
+class NoveltyReward(SavedState):
     """In-group semantic novelty of each completion's reasoning, min-max normalised to [0, 1]."""
 
     folder = "novelty"
@@ -263,9 +264,9 @@ class NoveltyReward(_SavedState):
         """1 - mean cosine of the reasoning to the other completions of its question, min-max normalised; see the module docstring."""
         if len(completions) == 0 and _dist() is None:
             return []
-        texts, questions = _batch(completions, question)
+        texts, questions = batch_texts(completions, question)
         embs = self.encoder.encode([extract_reasoning(t) for t in texts])
-        g, start, n = _gathered({"questions": questions, "embs": list(embs)})
+        g, start, n = gather_batch({"questions": questions, "embs": list(embs)})
         embs = np.array(g["embs"], dtype=np.float32).reshape(len(g["questions"]), -1)
         raw, has = group_novelty(embs, group_ids(g["questions"]))
         reward = minmax_normalise(raw, has, self.window, NOVELTY_ALONE)

@@ -13,7 +13,6 @@ import rewards as R
 import run_gsm8k
 from exploration import (NoveltyReward, OutcomeCounts, OutcomeUCBReward, answer_key, group_ids, group_novelty,
                          repeat_penalty, ucb_bonus)
-from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 
 Q1 = "Tom has 3 apples and buys 2 more. How many apples does he have?"
 Q2 = "A train travels 60 miles per hour for 2 hours. How far does it go?"
@@ -36,11 +35,6 @@ def batch(rows):
 class Metrics(dict):
     def __call__(self, name, value):
         self[name] = value
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder(DEFAULT_EMBEDDER, device="cpu")
 
 
 # -- pure scorers ----------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """Multi-process exploration rewards: with each rank scoring its own slice, and a GRPO group split
-across the two ranks, outcome_ucb and novelty must give what one process gives for the whole batch,
-and every rank must hold the identical state.
+across the two ranks, outcome_ucb, novelty, surprise and the intrinsic mix (gate, band) must give what
+one process gives for the whole batch, and every rank must hold the identical state.
 
 This file run under torchrun (gloo, 2 CPU processes) is the worker (`__main__` below): each rank
 scores its half of three global batches of 3 questions x 4 completions, so the second question's
 group has 2 completions on each rank. The test compares the ranks with each other and with one
 in-process object over the whole batches, and checks that scoring a rank's half alone would differ
-(so the comparison can fail). The slow test trains each reward for one step under
+(so the comparison can fail). MIX_ROWS is one more global batch whose split question is tied on rank 0's
+half but not over its whole group, so gate and band must decide on the gathered group. The slow test trains each reward for one step under
 `torchrun --nproc_per_node 2 run_gsm8k.py` and checks that both ranks saved the same state.
 """
 import json
@@ -43,14 +44,47 @@ def global_batches():
     return batches
 
 
+# (question, the answer said, gold) x 4 per question: question 0 all right (tied), question 1 split over the ranks
+# (rank 0's half both wrong, tied; rank 1's half right and wrong), question 2 mixed, all on rank 1.
+MIX_ROWS = [("Q0", s, "5") for s in "5555"] + [("Q1", s, "9") for s in "7898"] + [("Q2", s, "3") for s in "1231"]
+
+
+def mix_batch() -> dict:
+    b = {"prompts": [], "completions": [], "question": [], "answer": []}
+    for q, said, gold in MIX_ROWS:
+        b["prompts"].append([{"role": "user", "content": q}])
+        b["completions"].append([{"role": "assistant", "content": f"<reasoning>\nso {said}\n</reasoning>\n<answer>\n{said}\n</answer>"}])
+        b["question"].append(q)
+        b["answer"].append(gold)
+    return b
+
+
 def make(embedder):
     from exploration import NoveltyReward, OutcomeUCBReward
+    from surprise import SurpriseReward
 
-    return OutcomeUCBReward(outcome_ucb_c=1.0, outcome_ucb_batch_c=0.5), NoveltyReward(embedder=embedder, norm_window=20)
+    return (OutcomeUCBReward(outcome_ucb_c=1.0, outcome_ucb_batch_c=0.5), NoveltyReward(embedder=embedder, norm_window=20),
+            SurpriseReward(embedder=embedder, norm_window=20, seed=3))
 
 
-def score(ucb, nov, b):
-    return ucb.outcome_ucb_reward(**b), nov.novelty_reward(**b)
+def score(ucb, nov, sur, b):
+    return ucb.outcome_ucb_reward(**b), nov.novelty_reward(**b), sur.surprise_reward(**b)
+
+
+def mixed(b, log_metric=None) -> dict:
+    """outcome_ucb under gate and under band (fresh counts each time), as make_reward_funcs builds them."""
+    import rewards
+
+    out = {}
+    for mode in ("gate", "band"):
+        funcs, _ = rewards.make_reward_funcs("outcome_ucb", intrinsic_mix=mode, outcome_ucb_batch_c=0.5)
+        out[mode] = funcs[-1](**b, log_metric=log_metric)
+    return out
+
+
+class Metrics(dict):
+    def __call__(self, name, value):
+        self[name] = value
 
 
 def worker(out):
@@ -66,13 +100,16 @@ def worker(out):
     embedder = load_embedder(DEFAULT_EMBEDDER, device="cpu")
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    ucb, nov = make(embedder)
+    ucb, nov, sur = make(embedder)
     rewards = []
     for b in global_batches():
-        rewards.append(score(ucb, nov, {key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in b.items()}))
-    ucb.save(out)
-    nov.save(out)
+        rewards.append(score(ucb, nov, sur, {key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in b.items()}))
+    for reward in (ucb, nov, sur):
+        reward.save(out)
     Path(out, f"rewards-rank{rank}.json").write_text(json.dumps(rewards))
+    metrics = Metrics()
+    got = mixed({key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in mix_batch().items()}, metrics)
+    Path(out, f"mix-rank{rank}.json").write_text(json.dumps({"rewards": got, "metrics": metrics}))
     dist.destroy_process_group()
 
 
@@ -83,30 +120,46 @@ def test_split_group_over_two_ranks_matches_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD), __file__, str(tmp_path)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    for folder in ("outcome_ucb", "novelty"):  # identical state on both ranks
+    for folder in ("outcome_ucb", "novelty", "surprise"):  # identical state on both ranks
         checksums = [(tmp_path / folder / f"checksum-rank{rank}.txt").read_text() for rank in range(WORLD)]
         assert checksums[0] == checksums[1], folder
     ranks = [json.loads((tmp_path / f"rewards-rank{rank}.json").read_text()) for rank in range(WORLD)]
 
     embedder = load_embedder(DEFAULT_EMBEDDER, device="cpu")
-    ucb, nov = make(embedder)
-    alone_ucb, alone_nov = make(embedder)  # what rank 0 would give if it scored its slice without the gather
+    ucb, nov, sur = make(embedder)
+    alone_ucb, alone_nov, alone_sur = make(embedder)  # what rank 0 would give if it scored its slice without the gather
     for step, b in enumerate(global_batches()):
-        want_ucb, want_nov = score(ucb, nov, b)
-        np.testing.assert_allclose(ranks[0][step][0] + ranks[1][step][0], want_ucb, atol=1e-12)
-        np.testing.assert_allclose(ranks[0][step][1] + ranks[1][step][1], want_nov, atol=1e-4)
-        alone = score(alone_ucb, alone_nov, {key: value[:PER_RANK] for key, value in b.items()})
-        for i in range(2):
-            assert not np.allclose(alone[i], want_ucb[:PER_RANK] if i == 0 else want_nov[:PER_RANK], atol=1e-3), (step, i)
-    assert min(want_ucb) < 1.0 / np.sqrt(1 + STEPS - 1)  # counts accumulated: the historical bonus decayed
+        want = score(ucb, nov, sur, b)
+        for i, atol in enumerate([1e-12, 1e-4, 1e-4]):  # embeddings of a half batch differ from the whole's by ~1e-7
+            np.testing.assert_allclose(ranks[0][step][i] + ranks[1][step][i], want[i], atol=atol)
+        alone = score(alone_ucb, alone_nov, alone_sur, {key: value[:PER_RANK] for key, value in b.items()})
+        for i in range(3):
+            assert not np.allclose(alone[i], want[i][:PER_RANK], atol=1e-3), (step, i)
+    assert min(want[0]) < 1.0 / np.sqrt(1 + STEPS - 1)  # counts accumulated: the historical bonus decayed
 
     from exploration import NoveltyReward, OutcomeUCBReward
+    from surprise import SurpriseReward
 
-    restored_ucb, restored_nov = OutcomeUCBReward(), NoveltyReward(embedder=embedder, norm_window=20)
-    restored_ucb.load(tmp_path)  # what rank 0 wrote loads in one process and equals the one-process state
-    restored_nov.load(tmp_path)
-    assert list(restored_ucb.outcomes.table.items()) == list(ucb.outcomes.table.items())
-    np.testing.assert_allclose(list(restored_nov.window), list(nov.window), atol=1e-4)
+    restored = OutcomeUCBReward(), NoveltyReward(embedder=embedder, norm_window=20), SurpriseReward(embedder=embedder, norm_window=20)
+    for reward in restored:  # what rank 0 wrote loads in one process and equals the one-process state
+        reward.load(tmp_path)
+    assert list(restored[0].outcomes.table.items()) == list(ucb.outcomes.table.items())
+    np.testing.assert_allclose(list(restored[1].window), list(nov.window), atol=1e-4)
+    np.testing.assert_allclose(list(restored[2].window), list(sur.window), atol=1e-6)
+    for name, value in restored[2].rnd.state().items():
+        np.testing.assert_allclose(value, sur.rnd.state()[name], atol=1e-6, err_msg=name)
+
+    # the intrinsic mix decides on the gathered group: as one process does, not as rank 0's tied half would
+    mix = [json.loads((tmp_path / f"mix-rank{rank}.json").read_text()) for rank in range(WORLD)]
+    want_metrics = Metrics()
+    want = mixed(mix_batch(), want_metrics)
+    alone = mixed({key: value[:PER_RANK] for key, value in mix_batch().items()})
+    for mode in ("gate", "band"):
+        np.testing.assert_allclose(mix[0]["rewards"][mode] + mix[1]["rewards"][mode], want[mode], atol=1e-12)
+        assert not np.allclose(alone[mode][4:6], want[mode][4:6]), mode  # Q1's half on rank 0
+    assert want["gate"][4:8] == [0.0] * 4 and want["gate"][:4] == [0.5] * 4  # Q1 spreads over the ranks; Q0 is tied
+    shares = [{k: v for k, v in m.items() if k.startswith("intrinsic/")} for m in (mix[0]["metrics"], mix[1]["metrics"], want_metrics)]
+    assert shares[0] == shares[1] == shares[2] == {"intrinsic/zero_extrinsic_spread_frac": 1 / 3, "intrinsic/intrinsic_only_frac": 0.0}
 
 
 @pytest.mark.slow

@@ -78,3 +78,31 @@ def test_novelty_one_step(tiny_model_dir, data_dir, tmp_path):
     assert 0.0 <= s["novelty/raw_mean"] <= 2.0
     meta, arrays = saved(out / "checkpoint-1", "novelty")
     assert meta["config"]["norm_window"] == 100 and len(arrays["window"]) == BS * G  # every completion had a group mate
+
+
+@pytest.mark.slow
+def test_surprise_one_step_under_band(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "run"
+    [s] = train(tiny_model_dir, out, data_dir, "surprise", "--intrinsic_mix", "band", "--surprise_lr", "0.01")
+    assert 0.0 <= s["rewards/surprise_reward/mean"] <= 1.0 and s["surprise/error_mean"] > 0
+    assert 0.0 <= s["intrinsic/intrinsic_only_frac"] <= s["intrinsic/zero_extrinsic_spread_frac"] <= 1.0
+    meta, arrays = saved(out / "checkpoint-1", "surprise")
+    assert meta["config"]["hidden"] == 128 and len(arrays["window"]) == BS * G  # every completion scored once
+    assert int(arrays["adam.0.step"]) == 1 and arrays["predictor.0.weight"].shape == (128, 384)  # one predictor step
+    config = json.loads((out / "run_config.json").read_text())
+    assert (config["intrinsic_mix"], config["surprise_lr"]) == ("band", 0.01)
+
+
+@pytest.mark.slow
+def test_memory_with_surprise_multiplier_under_gate_resumes(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--surprise_multiplier", "--intrinsic_mix", "gate", "--explore_warmup", "0"]
+    [s] = train(tiny_model_dir, out, data_dir, "knn+", *flags)
+    assert 1.0 <= s["surprise/multiplier_mean"] <= 5.0 and "rewards/surprise_reward/mean" not in s
+    assert 0.0 <= s["rewards/exploit_reward/mean"] <= 5.0 and "intrinsic/intrinsic_only_frac" in s
+    for folder in ("memory", "surprise"):  # both owners behind the wrapped memory rewards are checkpointed
+        assert (out / "checkpoint-1" / folder / "state.npz").is_file(), folder
+    stats = train(tiny_model_dir, out, data_dir, "knn+", *flags, "--resume", steps=2)
+    assert [r["step"] for r in stats] == [1, 2]
+    _, arrays = saved(out / "checkpoint-2", "surprise")
+    assert int(arrays["adam.0.step"]) == 2 and len(arrays["window"]) == 2 * BS * G  # went on from the restored state
