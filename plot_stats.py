@@ -18,7 +18,8 @@ Choices:
   logged points, which helps with noisy per-step rewards of long runs.
 - Figures list the standard metrics in `METRICS` that at least one run logged, then every
   `memory/...` key the memory rewards log (sizes, normalised exploit/explore), whatever they are,
-  and likewise every `outcome_ucb/...` and `novelty/...` key of the exploration rewards.
+  and likewise every `outcome_ucb/...`, `novelty/...` and `surprise/...` key of the exploration rewards and
+  every `intrinsic/...` key of the intrinsic mix (the share of groups moved only by intrinsic rewards).
 - Collapse shows as falling correctness together with completion length running to zero or to
   the budget L, so `overview.png` puts those two side by side, large.
 """
@@ -52,13 +53,14 @@ METRICS = [
     ("rewards/explore_reward/mean", "Explore reward (raw, as weighted into the total)", "mean reward"),
     ("rewards/outcome_ucb_reward/mean", "Outcome UCB reward (count bonus + batch penalty)", "mean reward"),
     ("rewards/novelty_reward/mean", "In-group novelty reward (normalised)", "mean reward"),
+    ("rewards/surprise_reward/mean", "Surprise reward (RND error, normalised)", "mean reward"),
     ("entropy", "Policy entropy (mean per token)", "nats"),
     ("entropy_coef", "Entropy bonus coefficient", "coefficient"),
     ("completions/clipped_ratio", "Completions cut at the length budget L", "fraction"),
     ("kl", "KL to the reference model", "KL"),
 ]
 # Keys under these prefixes each get a figure too; the memory and exploration modules name them.
-EXTRA_PREFIXES = ("memory/", "outcome_ucb/", "novelty/")
+EXTRA_PREFIXES = ("memory/", "outcome_ucb/", "novelty/", "surprise/", "intrinsic/")
 OVERVIEW = ("rewards/correctness_reward/mean", "completions/mean_length")
 # Methods often overlap exactly (same seed, no reward signal): a line style and marker per method keep each visible.
 LINESTYLES = ["-", "--", "-.", ":"]

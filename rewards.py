@@ -4,7 +4,9 @@ The R1 set (xml-count, soft format, strict format, integer answer, correctness) 
 answer; the cosine length reward (Yeo et al. 2025) is an optional baseline; the episodic-memory
 rewards of Memory-R / Memory-R+ live in `ir_knn_st.py` (response level) and `ir_knn_st2.py`
 (sentence level) and are plugged in here, as are the exploration peers compared with them
-(`exploration.py`: outcome-based exploration and in-group novelty; the entropy bonus is trl's).
+(`exploration.py`: outcome-based exploration and in-group novelty; `surprise.py`: random network
+distillation; the entropy bonus is trl's). `--intrinsic_mix` (`intrinsic_mix.py`) decides how the
+intrinsic rewards (INTRINSIC_REWARDS) join the extrinsic ones.
 
 Every reward has TRL's signature `f(prompts, completions, **kwargs) -> list[float]`: TRL passes
 `completion_ids`, `trainer_state`, `log_metric` and each dataset column (`question`, `answer`) as
@@ -36,7 +38,7 @@ XML_TAG_REWARD = 0.125
 XML_TRAILING_PENALTY_PER_CHAR = 0.001  # text after </answer> is discouraged, gently
 FORMAT_REWARD = 0.5
 INT_REWARD = 0.5
-CORRECT_REWARD = 2.0
+CORRECT_REWARD = 2.0  # --correct_reward's default (the original Memory-R code's correctness reward gave 1.0)
 
 # Cosine length reward constants (Yeo et al. 2025, as used by open-r1 and the Memory-R seed):
 # a correct answer earns 1.0 when short and 0.5 at the budget; a wrong one is punished most when
@@ -72,8 +74,9 @@ def int_score(text: str) -> float:
     return INT_REWARD if n is not None and re.fullmatch(r"-?\d+", n) else 0.0
 
 
-def correctness_score(correct: bool) -> float:
-    return CORRECT_REWARD if correct else 0.0
+def correctness_score(correct: bool, reward: float = CORRECT_REWARD) -> float:
+    """`reward` (--correct_reward, default CORRECT_REWARD) for a right answer, 0 for a wrong one."""
+    return reward if correct else 0.0
 
 
 def cosine_score(length: float, max_len: float, correct: bool, clamp: bool = True) -> float:
@@ -103,11 +106,16 @@ def int_reward(prompts, completions, **kwargs) -> list[float]:
     return [int_score(completion_text(c)) for c in completions]
 
 
-def make_correctness_reward(task: Task):
-    """Correctness under the task's verifier (`task.is_correct`): 2.0 when right."""
+def make_correctness_reward(task: Task, correct_reward: float = CORRECT_REWARD):
+    """Correctness under the task's verifier (`task.is_correct`): `correct_reward` (default 2.0) when right, else 0."""
+    if isinstance(correct_reward, bool) or not isinstance(correct_reward, (int, float)) or not 0 < correct_reward < math.inf:
+        raise ValueError(f"--correct_reward must be a finite number > 0, got {correct_reward!r}")
+    correct_reward = float(correct_reward)
 
     def correctness_reward(prompts, completions, answer, **kwargs) -> list[float]:
-        return [correctness_score(task.is_correct(completion_text(c), a)) for c, a in zip(completions, answer)]
+        # the whole batch at once: a code task runs its programs in parallel, and remembers the verdicts for the later rewards
+        verdicts = task.is_correct_batch([completion_text(c) for c in completions], list(answer))
+        return [correctness_score(v, correct_reward) for v in verdicts]
 
     return correctness_reward
 
@@ -161,9 +169,13 @@ METHODS = {
     "entropy": (None, None),
     "outcome_ucb": (None, None),
     "novelty": (None, None),
+    "surprise": (None, None),  # also joins a memory method as Agent57's multiplier: --surprise_multiplier (surprise.py)
 }
 # The exploration peers that are reward functions: method -> reward name (`exploration.py`).
-EXPLORATION_REWARDS = {"outcome_ucb": "outcome_ucb_reward", "novelty": "novelty_reward"}
+EXPLORATION_REWARDS = {"outcome_ucb": "outcome_ucb_reward", "novelty": "novelty_reward", "surprise": "surprise_reward"}
+# Rewards that are not about the task (format, correctness, length) but about the policy's exploration:
+# what --intrinsic_mix mixes (intrinsic_mix.py). Every other reward of a plan is extrinsic.
+INTRINSIC_REWARDS = ("exploit_reward", "explore_reward", "outcome_ucb_reward", "novelty_reward", "surprise_reward")
 # Entropy-bonus coefficient that `--use_ir entropy` means when --entropy_coef is not given: 0.001, the
 # usual order in PPO/GRPO recipes for LLMs. The bonus is the mean per-token entropy (a few nats for a
 # small model) against a policy loss whose advantages are of order 1, so larger values soon dominate.
@@ -194,12 +206,12 @@ def parse_use_ir(use_ir: str) -> tuple[str, bool]:
 
 
 def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, outcome_ucb_weight: float = 1.0,
-                novelty_weight: float = 1.0, task: str = "gsm8k", **_) -> list[tuple[str, float]]:
+                novelty_weight: float = 1.0, task: str = "gsm8k", surprise_weight: float = 1.0, **_) -> list[tuple[str, float]]:
     """(reward name, weight) pairs, in order, for a --use_ir value: what `make_reward_funcs` builds, without building it.
 
     The R1 set always (int_reward only for a task with integer answers); then the cosine reward if asked;
     then exploit (Memory-R) or exploit and explore (Memory-R+), or the exploration peer's reward
-    (outcome_ucb, novelty). `--dry_run` prints this without loading the embedder.
+    (outcome_ucb, novelty, surprise). `--dry_run` prints this without loading the embedder.
     """
     method, cosine = parse_use_ir(use_ir)
     memory, _level = METHODS[method]
@@ -211,8 +223,35 @@ def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float 
     if memory == "explore":
         plan.append(("explore_reward", explore_weight))
     if method in EXPLORATION_REWARDS:
-        plan.append((EXPLORATION_REWARDS[method], {"outcome_ucb": outcome_ucb_weight, "novelty": novelty_weight}[method]))
+        plan.append((EXPLORATION_REWARDS[method], {"outcome_ucb": outcome_ucb_weight, "novelty": novelty_weight,
+                                                   "surprise": surprise_weight}[method]))
     return plan
+
+
+def intrinsic_ranges(plan: list[tuple[str, float]], outcome_ucb_c: float | None = None, outcome_ucb_batch_c: float | None = None,
+                     surprise_multiplier: bool = False, **_) -> dict[str, tuple[float, float]]:
+    """{intrinsic reward of `plan`: (lowest, highest) value it can return}: band's span (intrinsic_mix.py).
+
+    The min-max normalised rewards (exploit, explore, novelty, surprise) lie in [0, 1]; exploit and explore times
+    Agent57's multiplier (--surprise_multiplier) in [0, L]; outcome_ucb in [-c_b, c].
+    """
+    from exploration import DEFAULT_BATCH_C, DEFAULT_UCB_C
+    from surprise import AGENT57_MAX_MULTIPLIER
+
+    memory_hi = AGENT57_MAX_MULTIPLIER if surprise_multiplier else 1.0
+    c = DEFAULT_UCB_C if outcome_ucb_c is None else float(outcome_ucb_c)
+    c_b = DEFAULT_BATCH_C if outcome_ucb_batch_c is None else float(outcome_ucb_batch_c)
+    known = {"exploit_reward": (0.0, memory_hi), "explore_reward": (0.0, memory_hi), "novelty_reward": (0.0, 1.0),
+             "surprise_reward": (0.0, 1.0), "outcome_ucb_reward": (-c_b, c)}
+    return {name: known[name] for name, _ in plan if name in INTRINSIC_REWARDS}
+
+
+def mix_plan(use_ir: str, intrinsic_mix: str = "sum", task: str = "gsm8k", **options) -> dict:
+    """What --intrinsic_mix does to this --use_ir's rewards (for --dry_run): mode, extrinsic and intrinsic rewards, band's span."""
+    from intrinsic_mix import describe_mix
+
+    plan = reward_plan(use_ir, task=task, **options)
+    return describe_mix(intrinsic_mix, plan, intrinsic_ranges(plan, **options))
 
 
 def entropy_coef(use_ir: str, entropy_coef: float | None = None) -> float:
@@ -225,25 +264,33 @@ def entropy_coef(use_ir: str, entropy_coef: float | None = None) -> float:
 def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, task: str = "gsm8k", max_completion_length: int = 200,
                       cosine_length_unit: str = "tokens", exploit_weight: float = 1.0,
                       explore_weight: float = 1.0, outcome_ucb_weight: float = 1.0, novelty_weight: float = 1.0,
-                      **memory_options):
+                      correct_reward: float = CORRECT_REWARD, surprise_weight: float = 1.0, intrinsic_mix: str = "sum",
+                      seed: int = 0, **memory_options):
     """(reward_funcs, reward_weights) for a --use_ir value on `task`, in the order of `reward_plan`.
 
-    Every reward that needs "is this right" (correctness, cosine, the memory's split) gets the task's verifier.
+    Every reward that needs "is this right" (correctness, cosine, the memory's split) gets the task's verifier;
+    `correct_reward` is what correctness_reward gives a right answer (--correct_reward).
 
     `memory_options` go to the memory class unchanged and are named like their flags
     (`embedder`, `explore_warmup`, `memory_write_first`, ...), except the `outcome_ucb_*` options,
     which go to `exploration.OutcomeUCBReward`; the novelty reward takes the memory's `embedder` and
-    `norm_window`.
+    `norm_window`, the surprise reward (`surprise.SurpriseReward`) those, the `surprise_*` options and `seed`
+    (its networks' init). `surprise_multiplier=True` with a memory method multiplies the memory rewards by
+    surprise's Agent57 factor. Every intrinsic reward is mixed as `intrinsic_mix` says (`intrinsic_mix.py`).
     """
+    from intrinsic_mix import IntrinsicMix
+
     if k < 1:
         raise ValueError(f"--k must be >= 1, got {k}")
     spec = get_task(task)
-    plan = reward_plan(use_ir, exploit_weight, explore_weight, outcome_ucb_weight, novelty_weight, task=task)
+    plan = reward_plan(use_ir, exploit_weight, explore_weight, outcome_ucb_weight, novelty_weight, task=task,
+                       surprise_weight=surprise_weight)
     ucb_options = {n: memory_options.pop(n) for n in list(memory_options) if n.startswith("outcome_ucb_")}
+    surprise_options = {n: memory_options.pop(n) for n in list(memory_options) if n.startswith("surprise_")}
     method, _cosine = parse_use_ir(use_ir)
     memory, level = METHODS[method]
     built = {f.__name__: f for f in R1_FORMAT_REWARDS + [int_reward]}
-    built["correctness_reward"] = make_correctness_reward(spec)
+    built["correctness_reward"] = make_correctness_reward(spec, correct_reward)
     if any(name == "cosine_reward" for name, _ in plan):
         built["cosine_reward"] = make_cosine_reward(max_completion_length, cosine_length_unit, spec)
     if memory is not None:
@@ -263,14 +310,34 @@ def make_reward_funcs(use_ir: str = "r1", k: int = 1, *, task: str = "gsm8k", ma
 
         shared = {n: memory_options[n] for n in ("embedder", "norm_window") if n in memory_options}
         built["novelty_reward"] = NoveltyReward(**shared).novelty_reward
+    if surprise_options.get("surprise_multiplier") and memory is None:
+        raise ValueError(f"--surprise_multiplier multiplies the memory rewards; --use_ir {use_ir} has none (use knn, knn+, ...)")
+    if method == "surprise" or surprise_options.get("surprise_multiplier"):
+        from surprise import SurpriseReward
+
+        shared = {n: memory_options[n] for n in ("embedder", "norm_window", "embed_backend") if n in memory_options}
+        surprise = SurpriseReward(**shared, **surprise_options, seed=seed, encoder=mem if memory is not None else None)
+        if surprise.multiplier:
+            for name in (n for n, _ in plan if n in ("exploit_reward", "explore_reward")):
+                built[name] = surprise.modulate(built[name])
+        else:
+            built["surprise_reward"] = surprise.surprise_reward
+    ranges = intrinsic_ranges(plan, **ucb_options, **surprise_options)
+    mix = IntrinsicMix(intrinsic_mix, [(built[n], w) for n, w in plan if n not in ranges], [(n, w, ranges[n]) for n, w in plan if n in ranges])
+    built.update({n: mix.wrap(built[n]) for n in ranges})
     return [built[name] for name, _ in plan], [w for _, w in plan]
 
 
 def stateful_rewards(reward_funcs) -> list:
-    """The distinct objects behind `reward_funcs` that keep state to checkpoint (they have save/load)."""
+    """The distinct objects behind `reward_funcs` that keep state to checkpoint (they have save/load).
+
+    A wrapped reward (the intrinsic mix, surprise's multiplier) leads through `__wrapped__` to the one it wraps.
+    """
     owners = []
     for f in reward_funcs:
-        owner = getattr(f, "__self__", None)
-        if owner is not None and hasattr(owner, "save") and hasattr(owner, "load") and owner not in owners:
-            owners.append(owner)
+        while f is not None:
+            owner = getattr(f, "__self__", None)
+            if owner is not None and hasattr(owner, "save") and hasattr(owner, "load") and owner not in owners:
+                owners.append(owner)
+            f = getattr(f, "__wrapped__", None)
     return owners

@@ -18,6 +18,18 @@ Choices:
   per-device batch TRL sees is bs x num_generations: one optimizer micro-step holds `bs` questions
   with all their G completions.
 - CUDA: bf16, flash-attn 2 only if installed, vLLM (colocated) when importable. CPU: fp32, sdpa.
+- `--memory_original` sets every flag that reproduces the original code (`original_settings`: write then
+  score, completion by completion; keys by the batch's first question; the explore warm-up counted in
+  failure keys, 500; its values per key; the cosine reward in characters). A flag given on the command
+  line keeps its value; --dry_run shows which were set and which given. With --memory_key_first_prompt
+  trl scores one micro-batch (bs prompts) at a time, as trl 0.14 under the original did, so "the batch's
+  first question" is the original's (trl >= 0.18 would score all gc micro-batches of a step at once).
+- `--correct_reward` is what a right answer earns (2.0, the R1 recipes'; the original Memory-R code gave 1.0):
+  the control for a heavier correctness weight.
+- `--intrinsic_mix sum|gate|band` decides how every intrinsic reward (memory, outcome_ucb, novelty,
+  surprise) joins the extrinsic ones (`intrinsic_mix.py`); `--use_ir surprise` is R1 + random network
+  distillation, and `--surprise_multiplier` turns it into Agent57's multiplier on a memory method's
+  rewards (`surprise.py`); --dry_run shows both.
 - `--task` changes the data and the verifier every reward uses (correctness, cosine, the memory's
   success/failure split, the eval loop); everything else is the same for every task.
 - `--dry_run` validates everything it can without weights and prints the resolved configuration.
@@ -40,10 +52,12 @@ from pathlib import Path
 import rewards
 from data import DATA_ENV, resolve_data_dir
 from exploration import DEFAULT_BATCH_C, DEFAULT_MAX_ANSWERS, DEFAULT_MAX_QUESTIONS, DEFAULT_UCB_C
-from ir_knn_st import DEFAULT_EMBEDDER, EMBED_BACKENDS, resolve_embedder
+from intrinsic_mix import MIX_MODES
+from ir_knn_st import DEFAULT_EMBEDDER, EMBED_BACKENDS, ORIGINAL_EXPLORE_WARMUP_KEYS, ORIGINAL_MAX_VALUES, resolve_embedder
 from models import MERGED_DIR, merge_adapter, model_path_error
 from prompts import build_messages
-from tasks import TASKS, exemplars, get_task, load_task, parse_options
+from surprise import DEFAULT_LR as SURPRISE_LR
+from tasks import TASKS, exemplars, get_task, load_task, needs_holdout, parse_options
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
 # --lr_schedule -> transformers' scheduler name; both keep the 10% linear warm-up
@@ -68,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--use_ir", default="r1", choices=list(rewards.USE_IR_CHOICES), metavar="USE_IR",
                    help="reward set: no|r1 (R1 only), knn|memoryr (+exploit), knn+|memoryr+ (+exploit+explore), "
                         "*_sent (sentence-level memory), cosine or *_cosine / memoryr+cosine (+cosine length reward), "
-                        "exploration peers entropy|outcome_ucb|novelty (+entropy bonus / outcome UCB / in-group novelty)")
+                        "exploration peers entropy|outcome_ucb|novelty|surprise (+entropy bonus / outcome UCB / in-group novelty / RND)")
     g.add_argument("--k", type=int, default=1, help="neighbouring questions retrieved from memory")
     g.add_argument("--embedder", default=os.environ.get(EMBEDDER_ENV, DEFAULT_EMBEDDER),
                    help=f"sentence-transformers model for memory keys and values (env ${EMBEDDER_ENV})")
@@ -76,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory embedder runtime: auto = torch on GPU, ONNX Runtime fp32 (same embeddings, faster) on CPU")
     g.add_argument("--explore_warmup", type=int, default=50, help="explore reward is 0 for this many optimizer steps")
     g.add_argument("--explore_warmup_unit", default="steps", choices=["steps", "keys"], help="'keys' reproduces the original (counts stored keys)")
-    g.add_argument("--memory_write_first", action="store_true", help="reproduce the original: write a batch to memory before scoring it")
+    g.add_argument("--memory_write_first", action="store_true",
+                   help="reproduce the original: completion by completion, write it to memory, then score it (exploit pass, then explore pass)")
     g.add_argument("--memory_key_first_prompt", action="store_true", help="reproduce the original: key every completion by the batch's first question")
     g.add_argument("--memory_max_values", type=int, default=100, help="values kept per key (oldest dropped first)")
     g.add_argument("--memory_max_keys", type=int, default=0, help="keys kept per memory, oldest evicted; 0 = unbounded (paper)")
@@ -84,8 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exploit_weight", type=float, default=1.0, help="weight of the exploit reward")
     g.add_argument("--explore_weight", type=float, default=1.0, help="weight of the explore reward")
     g.add_argument("--cosine_length_unit", default="tokens", choices=["tokens", "chars"], help="'chars' reproduces the original cosine reward")
+    g.add_argument("--memory_original", action="store_true",
+                   help="reproduce the original code: every flag above that reproduces it, at the original's values (flags given keep theirs)")
+    g.add_argument("--correct_reward", type=float, default=rewards.CORRECT_REWARD,
+                   help="what a right answer earns in correctness_reward (3.0: plus the most the leaked exploit reward adds)")
 
-    g = p.add_argument_group("exploration peers: entropy bonus (trl's), outcome-based exploration, in-group novelty")
+    g.add_argument("--intrinsic_mix", default="sum", choices=list(MIX_MODES),
+                   help="how intrinsic rewards join the rest: sum (paper), gate (only groups whose other rewards tie), "
+                        "band (scaled below the other rewards' smallest step in the group: breaks ties only)")
+
+    g = p.add_argument_group("exploration peers: entropy bonus (trl's), outcome-based exploration, in-group novelty, surprise")
     g.add_argument("--entropy_coef", type=float, default=None,
                    help=f"trl's entropy bonus coefficient (any --use_ir); default {rewards.ENTROPY_COEF_DEFAULT} with --use_ir entropy, else 0 (off)")
     g.add_argument("--use_adaptive_entropy", action="store_true",
@@ -100,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--outcome_ucb_max_answers", type=int, default=DEFAULT_MAX_ANSWERS, help="outcome_ucb: distinct answers counted per question, least recently produced dropped")
     g.add_argument("--outcome_ucb_weight", type=float, default=1.0, help="weight of the outcome_ucb reward")
     g.add_argument("--novelty_weight", type=float, default=1.0, help="weight of the novelty reward (embedder and window: --embedder, --norm_window)")
+    g.add_argument("--surprise_weight", type=float, default=1.0, help="weight of the surprise reward (RND error; --embedder, --norm_window)")
+    g.add_argument("--surprise_lr", type=float, default=SURPRISE_LR, help="surprise: Adam learning rate of the RND predictor, one step per batch")
+    g.add_argument("--surprise_multiplier", action="store_true",
+                   help="with a memory method: multiply its rewards by Agent57's lifelong-novelty factor clip(1 + z(RND error), 1, 5)")
 
     g = p.add_argument_group("GRPO optimisation (paper Table 4)")
     g.add_argument("--bs", type=int, default=2, help="PROMPTS per device per micro-step; TRL's per_device_train_batch_size = bs x num_generations")
@@ -127,9 +154,36 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_samples", type=int, default=-1, help="first N test questions for --do_eval; -1 = all")
     g.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate() call in eval")
     g.add_argument("--use_vllm", type=int, nargs="?", const=1, default=None, help="vLLM rollouts; default: on when vllm is importable and CUDA is present")
+    g.add_argument("--activation_checkpointing", default="auto", choices=["auto", "on", "off"],
+                   help="recompute activations in the backward pass (exact: less memory, more time); auto = on with CUDA, off on CPU")
     g.add_argument("--report_to", default="tensorboard", choices=["tensorboard", "wandb", "none"], help="trainer logging backend")
     g.add_argument("--dry_run", action="store_true", help="validate flags, print the resolved configuration, exit before loading weights")
     return p
+
+
+def original_settings(use_ir: str) -> dict:
+    """What --memory_original sets: the original code's value of each flag that reproduces it, for this --use_ir."""
+    memory = rewards.METHODS[rewards.parse_use_ir(use_ir)[0]][0]
+    return {"memory_write_first": True, "memory_key_first_prompt": True, "explore_warmup_unit": "keys",
+            "explore_warmup": ORIGINAL_EXPLORE_WARMUP_KEYS, "memory_max_values": ORIGINAL_MAX_VALUES.get(memory),
+            "cosine_length_unit": "chars"}
+
+
+ORIGINAL_FLAGS = tuple(original_settings("memoryr+"))  # the flags --memory_original sets
+_UNSET = object()  # a flag of ORIGINAL_FLAGS that the command line did not give
+
+
+def parse_args(p: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespace, set[str]]:
+    """(args, the ORIGINAL_FLAGS given on the command line). With --memory_original every one of them not given
+    takes the original's value (`original_settings`); otherwise each not given takes its default."""
+    args = p.parse_args(argv, namespace=argparse.Namespace(**{n: _UNSET for n in ORIGINAL_FLAGS}))
+    given = {n for n in ORIGINAL_FLAGS if getattr(args, n) is not _UNSET}
+    if args.memory_original and rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] is None:
+        p.error(f"argument --memory_original: reproduces the original's episodic memory; --use_ir {args.use_ir} has none")
+    original = original_settings(args.use_ir) if args.memory_original else {}
+    for name in set(ORIGINAL_FLAGS) - given:
+        setattr(args, name, original[name] if name in original else p.get_default(name))
+    return args, given
 
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
@@ -150,9 +204,15 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if args.memory_max_keys < 0 or args.explore_warmup < 0:
         p.error("arguments --memory_max_keys and --explore_warmup must be >= 0")
+    if not 0 < args.correct_reward < float("inf"):
+        p.error(f"argument --correct_reward: must be a finite number > 0, got {args.correct_reward}")
     for flag in ("outcome_ucb_c", "outcome_ucb_batch_c"):
         if not getattr(args, flag) >= 0:
             p.error(f"argument --{flag}: must be >= 0, got {getattr(args, flag)}")
+    if not 0 < args.surprise_lr < float("inf"):
+        p.error(f"argument --surprise_lr: must be a finite number > 0, got {args.surprise_lr}")
+    if args.surprise_multiplier and rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] is None:
+        p.error(f"argument --surprise_multiplier: multiplies the memory rewards; --use_ir {args.use_ir} has none (knn, knn+, ...)")
     for flag in ("outcome_ucb_max_questions", "outcome_ucb_max_answers"):
         if getattr(args, flag) < 1:
             p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
@@ -195,9 +255,9 @@ def check_task_args(p: argparse.ArgumentParser, args, names: list[str] | None = 
     if args.holdout < 0:
         p.error(f"argument --holdout: must be >= 0, got {args.holdout}")
     for t in specs:
-        if len(t.splits) == 1 and t.rg_name is None and args.holdout == 0:
+        if needs_holdout(t.name, args.data_dir) and args.holdout == 0:
             p.error(f"argument --holdout: {t.name} has one split; pass --holdout N (first N rows eval, the rest train)")
-    if args.holdout and not any(len(t.splits) == 1 and t.rg_name is None for t in specs):
+    if args.holdout and not any(needs_holdout(t.name, args.data_dir) for t in specs):
         p.error(f"argument --holdout: {listed} has its own train and eval rows; drop --holdout")
 
 
@@ -234,7 +294,8 @@ def reward_options(args) -> dict:
     names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
              "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit",
              "outcome_ucb_c", "outcome_ucb_batch_c", "outcome_ucb_max_questions", "outcome_ucb_max_answers",
-             "outcome_ucb_weight", "novelty_weight", "embed_backend"]
+             "outcome_ucb_weight", "novelty_weight", "embed_backend", "correct_reward",
+             "intrinsic_mix", "surprise_weight", "surprise_lr", "surprise_multiplier", "seed"]
     return {n: getattr(args, n) for n in names}
 
 
@@ -278,6 +339,8 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         lr_scheduler_type=LR_SCHEDULES[args.lr_schedule], max_grad_norm=0.1,
         per_device_train_batch_size=args.bs * args.num_generations,
         gradient_accumulation_steps=args.gc,
+        # the original's "batch's first question" is one micro-batch's (trl 0.14 scored each); trl >= 0.18 scores gc at once
+        steps_per_generation=1 if args.memory_key_first_prompt else None,
         num_train_epochs=args.nepochs, max_steps=args.max_steps,
         # GRPO
         num_generations=args.num_generations, max_completion_length=args.L,
@@ -286,7 +349,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         entropy_coef=rewards.entropy_coef(args.use_ir, args.entropy_coef), use_adaptive_entropy=args.use_adaptive_entropy,
         **{n: getattr(args, n) for n in ENTROPY_FLAGS if getattr(args, n) is not None},
         # hardware
-        bf16=cuda, activation_checkpointing=cuda,  # saves GPU memory; on CPU it only costs time (transformers 5 name)
+        bf16=cuda, activation_checkpointing={"auto": cuda, "on": True, "off": False}[args.activation_checkpointing],  # transformers 5 name
         use_cpu=not cuda,  # without it accelerate sees one process under torchrun on CPU
         use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
         # logging and checkpoints
@@ -298,7 +361,7 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
 
 def main(argv=None):
     p = build_parser()
-    args = p.parse_args(argv)
+    args, given = parse_args(p, argv)
     args.output_dir = args.output_dir or default_output_dir(args)
     check_args(p, args)
 
@@ -317,8 +380,12 @@ def main(argv=None):
             "model": args.model_name, "lora_r": args.lora_r,
             "task": describe_task(args),
             "data": str(data_dir) if data_dir else "hub",
-            "rewards": [{"name": n, "weight": w} for n, w in plan],
+            "rewards": [{"name": n, "weight": w, **({"right_answer_earns": args.correct_reward} if n == "correctness_reward" else {})}
+                        for n, w in plan],
             "reward_options": reward_options(args),
+            "intrinsic_mix": rewards.mix_plan(args.use_ir, task=args.task, **reward_options(args)),
+            "memory_original": ({"set": {n: getattr(args, n) for n in ORIGINAL_FLAGS if n not in given},
+                                 "given": {n: getattr(args, n) for n in ORIGINAL_FLAGS if n in given}} if args.memory_original else None),
             "entropy_bonus": {n: getattr(config, n) for n in ("entropy_coef", "use_adaptive_entropy", *ENTROPY_FLAGS)},
             "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
             "device": "cuda" if cuda else "cpu",

@@ -47,6 +47,8 @@ def parse_args(argv=None):
     g.add_argument("--use_ir", default="knn+", help="reward set (run_gsm8k.py --use_ir)")
     g.add_argument("--beta", type=float, default=None, help="KL coefficient (default: run_gsm8k.py's); 0 skips the reference model")
     g.add_argument("--lora_r", type=int, default=0, help="LoRA rank; 0 trains all weights")
+    g.add_argument("--activation_checkpointing", default=None, choices=["auto", "on", "off"],
+                   help="run_gsm8k.py's: recompute activations in the backward pass (default: its auto)")
     g = p.add_argument_group("task")
     g.add_argument("--task", default="gsm8k", help="task of the registry (tasks.py)")
     g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task")
@@ -67,7 +69,7 @@ def train_argv(args, out: str) -> list[str]:
             "--bs", str(args.bs), "--gc", "1", "--num_generations", str(args.num_generations), "--L", str(args.L),
             "--num_shots", str(args.num_shots), "--max_steps", str(args.steps), "--save_steps", str(10 ** 6),
             "--lora_r", str(args.lora_r), "--report_to", "none", "--output_dir", out]
-    for flag in ("task_options", "beta", "data_dir"):
+    for flag in ("task_options", "beta", "data_dir", "activation_checkpointing"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
     return argv
