@@ -50,6 +50,7 @@ Choices:
   the start and r1's mean Last, sqrt(p(1-p)/n) on the n eval questions. The start's own SE would be 0 at a starting accuracy
   of 0, where one extra right question would then pass the bar.
 """
+import gzip
 import json
 import math
 from pathlib import Path
@@ -188,10 +189,25 @@ def paired_bootstrap(per_question_correct_a, per_question_correct_b, n_boot: int
             "n_seeds": n_seeds, "n_questions": n_questions, "n_boot": n_boot, "seed": seed}
 
 
+def stored(path) -> Path | None:
+    """`path`, else its gzip-compressed copy `<path>.gz` (how `run_compare.py --records` keeps big files), else None."""
+    path = Path(path)
+    gz = path.with_name(path.name + ".gz")
+    return path if path.is_file() else gz if gz.is_file() else None
+
+
+def open_stored(path):
+    """A text handle of `path`, or of `<path>.gz` when only that exists (FileNotFoundError naming `path` if neither)."""
+    found = stored(path)
+    if found is None:
+        raise FileNotFoundError(f"{path}: no such file (nor {Path(path).name}.gz)")
+    return gzip.open(found, "rt", encoding="utf-8") if found.suffix == ".gz" else open(found, encoding="utf-8")
+
+
 def per_question_correct(details_path) -> list[bool]:
-    """The `correct` column of a run_eval.py details.jsonl, in its (question) order."""
+    """The `correct` column of a run_eval.py details.jsonl (or its .gz), in its (question) order."""
     rows = []
-    with open(details_path, encoding="utf-8") as f:
+    with open_stored(details_path) as f:
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 row = json.loads(line)
@@ -367,7 +383,7 @@ def _eval_questions(result: dict, task: str) -> int | None:
 
 def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | None:
     path = out / "evals" / _run_name(label, seed) / str(run["final_step"]) / task / "details.jsonl"
-    return per_question_correct(path) if path.is_file() else None
+    return per_question_correct(path) if stored(path) else None
 
 
 def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict]:

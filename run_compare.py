@@ -3,6 +3,7 @@ checkpoint, and a Table-1-style results table with training curves.
 
     python run_compare.py --preset cpu            # this 2-core machine: SFT-warm-started SmolLM2-135M on chain_sum, 5 rows x 3 seeds
     python run_compare.py --preset paper          # a GPU with the Hub: Qwen2.5-0.5B, paper Table 4 settings
+    python run_compare.py --preset gpu-sprint --records docs/records/gpu-sprint --report_only   # a lent GPU's sprint (bench/gpu_sprint.py)
     python run_compare.py --methods r1,memoryr+ --seeds 0 --model_name PATH --max_steps 50 ...
 
 What it does, top to bottom:
@@ -59,6 +60,7 @@ Choices:
 """
 import argparse
 import csv
+import gzip
 import json
 import os
 import shlex
@@ -87,6 +89,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # the offline copy every dev mach
 # folder, it is all that --report_only reads. Left out: weights, tokenizer and optimizer state (GBs, retrainable).
 RUN_RECORDS = (DONE_MARKER, "training_stats.jsonl", "run_config.json", "train.log",
                "checkpoint-*/config.json", "checkpoint-*/trainer_state.json")
+# --records keeps these gzip-compressed, as <name>.gz: the generations, the memory's vectors and the logs are most of a
+# record's bytes (the cpu preset's: 17.7 of 19.1 MB, 6.0 MB gzipped). Restored into OUT byte for byte; readers take both forms.
+GZIP_RECORDS = ("details.jsonl", "state.npz", "trainer_state.json", "train.log", "eval.log")
 
 # Presets. Keys are this script's flag names; a flag given on the command line wins.
 PRESETS = {
@@ -126,6 +131,14 @@ PRESETS = {
         "tasks": "rg:chain_sum", "eval_samples": 200, "eval_max_new_tokens": 64, "eval_batch_size": 100,
     },
 }
+# One lent GPU window (bench/gpu_sprint.py, docs/gpu-sprint.md): the cpu preset's task, warm start and 200 eval questions,
+# at 30x its completions a run: 16 questions x G 16 a step for 120 steps (30,720 against 16 x 8 x 8 = 1,024), a checkpoint
+# (and eval) every 30 steps, explore after 10% of the steps as there. Paths are relative: the device has no /work.
+PRESETS["gpu-sprint"] = {
+    **PRESETS["cpu"], "model_name": "models/SmolLM2-135M-Instruct", "data_dir": None,  # chain_sum is generated: no data files
+    "methods": "r1,memoryr,memoryr+,memoryr-noscale,r1-noscale,memoryr-orig,memoryr-gate", "seeds": "0",
+    "num_generations": 16, "bs": 8, "gc": 2, "max_steps": 120, "save_steps": 30, "train_args": "--explore_warmup 12",
+}
 # Used when neither a preset nor a flag sets the value (None = leave it to run_gsm8k.py / run_eval.py).
 DEFAULTS = {
     "model_name": None, "data_dir": None, "methods": "r1,cosine,memoryr,memoryr+", "seeds": "0,1,2",
@@ -133,13 +146,16 @@ DEFAULTS = {
     "num_generations": None, "nepochs": None, "max_steps": None, "save_steps": None, "lr": None, "beta": None,
     "temperature": None, "k": None, "train_args": "", "tasks": None, "eval_samples": -1,
     "eval_num_shots": None, "eval_max_new_tokens": None, "eval_batch_size": None,
-    "init": "base", "sft_args": "", "init_args": "",
+    "init": "base", "sft_args": "", "init_args": "", "activation_checkpointing": None,
 }
 SFT_METHOD = "sft"  # the --methods name of the SFT row (run_sft.py); every other name is a --use_ir value
 INITS = ("base", "sft")  # what every run starts from: the base model, or the base model after SFT (per seed)
 # Flags forwarded to run_gsm8k.py under the same name when set.
 TRAIN_FLAGS = ["model_name", "task", "holdout", "task_options", "num_shots", "bs", "gc", "L", "num_generations", "nepochs",
                "max_steps", "save_steps", "lr", "beta", "temperature", "k"]
+# Forwarded to run_gsm8k.py like TRAIN_FLAGS, but free to change between runs of one comparison: they change memory
+# and time, not results (activation checkpointing recomputes the forward exactly).
+RESOURCE_FLAGS = ["activation_checkpointing"]
 # Settings that may not change once OUT holds results, because runs and evals made with them would mix.
 FIXED_SETTINGS = TRAIN_FLAGS + ["data_dir", "train_args", "eval_samples", "eval_num_shots", "eval_max_new_tokens",
                                 "init", "sft_args", "init_args"]
@@ -176,18 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", choices=list(TASKS), metavar="TASK", help=f"training task (default gsm8k): {', '.join(TASKS)}")
     g.add_argument("--holdout", type=int, help="one-split tasks: first N rows kept for eval only")
     g.add_argument("--task_options", help="JSON options of a reasoning-gym task (training and eval)")
-    g.add_argument("--num_shots", type=int)
+    g.add_argument("--num_shots", type=int, help="worked exemplars in each prompt")
     g.add_argument("--bs", type=int, help="prompts per micro-step")
     g.add_argument("--gc", type=int, help="gradient accumulation")
     g.add_argument("--L", type=int, help="max completion tokens")
     g.add_argument("--num_generations", type=int, help="G")
-    g.add_argument("--nepochs", type=float)
-    g.add_argument("--max_steps", type=int)
-    g.add_argument("--save_steps", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--beta", type=float)
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--k", type=int)
+    g.add_argument("--nepochs", type=float, help="epochs over the training task")
+    g.add_argument("--max_steps", type=int, help="optimizer steps (overrides --nepochs)")
+    g.add_argument("--save_steps", type=int, help="checkpoint (and eval) every N steps, and the last")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--beta", type=float, help="KL coefficient")
+    g.add_argument("--temperature", type=float, help="rollout sampling temperature")
+    g.add_argument("--k", type=int, help="neighbouring questions retrieved from memory")
+    g.add_argument("--activation_checkpointing", choices=["auto", "on", "off"],
+                   help="recompute activations in the backward pass: less memory, more time, same results (default auto)")
     g.add_argument("--train_args", help='any other run_gsm8k.py flags, one quoted string, e.g. "--explore_warmup 5"')
 
     g = p.add_argument_group("supervised fine-tuning (run_sft.py)")
@@ -200,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_samples", type=int, help="first N rows of each task; -1 = all")
     g.add_argument("--eval_num_shots", type=int, help="shots in eval prompts (default: --num_shots)")
     g.add_argument("--eval_max_new_tokens", type=int, help="generation budget in eval (default: run_eval.py's)")
-    g.add_argument("--eval_batch_size", type=int)
+    g.add_argument("--eval_batch_size", type=int, help="prompts per generate call in eval (default: run_eval.py's)")
     g.add_argument("--eval_python", default=None,
                    help="python that runs run_eval.py (default .venv-eval/bin/python if it exists, else this python)")
     g.add_argument("--embedder", default=None, help=f"sentence-transformers model for semantic diversity (default {DEFAULT_EMBEDDER}, offline copy if installed)")
@@ -306,7 +324,7 @@ def train_command(settings: dict, method: str, seed: int, run_dir: Path, data_di
     use_ir, variant = split_row(method)
     cmd = [sys.executable, str(ROOT / "run_gsm8k.py"), "--use_ir", use_ir, "--seed", str(seed),
            "--output_dir", str(run_dir), "--report_to", "none"]
-    for flag in TRAIN_FLAGS:
+    for flag in TRAIN_FLAGS + RESOURCE_FLAGS:
         if settings[flag] is not None:
             cmd += [f"--{flag}", str(model if flag == "model_name" and model else settings[flag])]
     if data_dir is not None:
@@ -437,7 +455,7 @@ def finished_records(out: Path) -> list[Path]:
     keep = [Path("compare_config.json")] if (out / "compare_config.json").is_file() else []
     for marker in sorted((out / "runs").glob(f"*/{DONE_MARKER}")):
         run_dir = marker.parent
-        files = [f for pattern in RUN_RECORDS for f in run_dir.glob(pattern) if f.is_file()]
+        files = [f for pattern in RUN_RECORDS for f in [*run_dir.glob(pattern), *run_dir.glob(pattern + ".gz")] if f.is_file()]
         memory = analysis.final_memory_checkpoint(run_dir)
         files += [f for f in (memory / "memory").iterdir() if f.is_file()] if memory else []
         keep += [f.relative_to(out) for f in files]
@@ -447,13 +465,35 @@ def finished_records(out: Path) -> list[Path]:
     return keep
 
 
+def gzip_copy(src: Path, dst: Path) -> None:
+    """`src` gzip-compressed into `dst`, with no name or time in the header: the same content gives the same bytes."""
+    with open(src, "rb") as f, open(dst, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as z:
+        shutil.copyfileobj(f, z)
+
+
 def save_records(out: Path, records: Path) -> int:
-    """Copy OUT's finished records into `records`, replacing older copies; number of files."""
+    """Copy OUT's finished records into `records` (GZIP_RECORDS files as <name>.gz), replacing older copies; number of files."""
     files = finished_records(out)
     for rel in files:
         (records / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / rel, records / rel)
+        if rel.name in GZIP_RECORDS:
+            gzip_copy(out / rel, records / rel.with_name(rel.name + ".gz"))
+            (records / rel).unlink(missing_ok=True)  # one stored form per file
+        else:
+            shutil.copyfile(out / rel, records / rel)
     return len(files)
+
+
+def compress_records(records: Path) -> tuple[int, int, int]:
+    """Replace every plain GZIP_RECORDS file of a records folder by its .gz (records kept before compression);
+    (files converted, their bytes before, after)."""
+    done, before, after = 0, 0, 0
+    for f in sorted(p for p in Path(records).rglob("*") if p.is_file() and p.name in GZIP_RECORDS):
+        gz = f.with_name(f.name + ".gz")
+        gzip_copy(f, gz)
+        done, before, after = done + 1, before + f.stat().st_size, after + gz.stat().st_size
+        f.unlink()
+    return done, before, after
 
 
 def restore_records(records: Path, out: Path) -> int:
@@ -465,10 +505,17 @@ def restore_records(records: Path, out: Path) -> int:
             return (out / Path(*rel.parts[:4]) / "results.json").is_file()
         return (out / rel).is_file()  # compare_config.json: OUT's own wins; both are checked against the settings
 
-    todo = [rel for rel in finished_records(records) if not finished_in_out(rel)]  # decided before any copy
+    found = finished_records(records)
+    # a file kept in both forms (plain written by an older save after a conversion): the plain one wins
+    found = [rel for rel in found if not (rel.suffix == ".gz" and rel.with_name(rel.stem) in found)]
+    todo = [rel for rel in found if not finished_in_out(rel)]  # decided before any copy
     for rel in todo:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(records / rel, out / rel)
+        if rel.suffix == ".gz" and rel.stem in GZIP_RECORDS:
+            with gzip.open(records / rel, "rb") as z, open(out / rel.with_name(rel.stem), "wb") as f:
+                shutil.copyfileobj(z, f)
+        else:
+            shutil.copyfile(records / rel, out / rel)
     return len(todo)
 
 
@@ -553,9 +600,9 @@ def summarise(values: list[float]) -> dict | None:
 
 def response_texts(eval_dir: Path, task: str) -> list[str]:
     path = eval_dir / task / "details.jsonl"
-    if not path.is_file():
+    if not analysis.stored(path):
         return []
-    with open(path, encoding="utf-8") as f:
+    with analysis.open_stored(path) as f:
         return [json.loads(line).get("response") or "" for line in f if line.strip()]
 
 

@@ -229,7 +229,7 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_model_dir, data_dir):
     rec, fresh = tmp_path / "records", tmp_path / "fresh"
     kept = subprocess.run(cmd + ["--records", str(rec)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert kept.returncode == 0, kept.stdout[-3000:] + kept.stderr[-3000:]
-    assert not list(rec.rglob("*.safetensors")) and list(rec.rglob("memory/state.npz"))
+    assert not list(rec.rglob("*.safetensors")) and list(rec.rglob("memory/state.npz.gz"))  # kept gzipped
     moved = subprocess.run(cmd[:-1] + [str(fresh), "--records", str(rec)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-3000:]
     assert moved.stdout.count("finished earlier, not redone") == 4 and "[eval]" not in moved.stdout
