@@ -35,7 +35,8 @@ Choices:
   and seed survives. Interval: the 2.5/97.5 percentiles. p: two-sided, twice the smaller share of
   resampled differences on either side of 0 (each share with +1 in numerator and denominator), so p < 0.05
   goes with the interval excluding 0, and p never reads as exactly 0. Seeds are paired by seed value;
-  only seeds both methods finished count.
+  only seeds both methods finished count. An ablation row `<method>-<variant>` is also tested against its
+  plain row and against `r1-<variant>` where those exist (`comparisons`), in results.json's `comparisons`.
 - Words: a method is called higher or lower than r1 only when the interval excludes 0; otherwise the
   text gives the difference, interval and p, and says the interval includes 0.
 - The mechanism check from logs: the exploit reward can only steer GRPO if it differs between the
@@ -386,37 +387,52 @@ def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | 
     return per_question_correct(path) if stored(path) else None
 
 
-def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict]:
-    """Markdown lines and {label: bootstrap} for every method vs REFERENCE on `task` (Last checkpoints)."""
+def comparisons(labels) -> list[tuple[str, str]]:
+    """(row, reference) pairs to test: every row against REFERENCE, and an ablation row `<base>-<variant>`
+    (plot_stats.VARIANTS) also against its plain row `<base>` and against `r1-<variant>`, where those rows exist."""
+    from plot_stats import split_row
+
+    labels, pairs = list(labels), []
+    for label in labels:
+        base, variant = split_row(label)
+        for ref in (REFERENCE, base, f"{REFERENCE}-{variant}" if variant else None):
+            if ref and ref != label and ref in labels and (label, ref) not in pairs:
+                pairs.append((label, ref))
+    return pairs
+
+
+def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict, dict]:
+    """Markdown lines, {label: bootstrap vs REFERENCE} and {"row − ref": bootstrap} for every pair of `comparisons`
+    on `task` (Last checkpoints, paired by seed)."""
     methods = result["methods"]
-    if REFERENCE not in methods:
-        return [f"- no {REFERENCE} runs: no significance test"], {}
-    ref = _finished(methods[REFERENCE], task)
-    lines, found = [], {}
-    for label, method in methods.items():
-        if label == REFERENCE:
+    pairs = comparisons(methods)
+    if not pairs:
+        return [f"- no {REFERENCE} runs and no ablation pair: no significance test"], {}, {}
+    lines, vs_reference, found = [], {}, {}
+    for label, ref_label in pairs:
+        name = f"{label} − {ref_label}"
+        runs, ref = _finished(methods[label], task), _finished(methods[ref_label], task)
+        seeds = [(s, _details(out, label, s, runs[s], task), _details(out, ref_label, s, ref[s], task)) for s in runs if s in ref]
+        seeds = [(s, a, b) for s, a, b in seeds if a is not None and b is not None]
+        if not seeds:
+            lines.append(f"- {name}: no seed with both final evals' details.jsonl; not tested")
             continue
-        runs = _finished(method, task)
-        pairs = [(s, _details(out, label, s, runs[s], task), _details(out, REFERENCE, s, ref[s], task))
-                 for s in runs if s in ref]
-        pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
-        if not pairs:
-            lines.append(f"- {label} − {REFERENCE}: no seed with both final evals' details.jsonl; not tested")
-            continue
-        sizes = {len(a) for _, a, b in pairs} | {len(b) for _, a, b in pairs}
+        sizes = {len(a) for _, a, b in seeds} | {len(b) for _, a, b in seeds}
         if len(sizes) != 1:
-            lines.append(f"- {label} − {REFERENCE}: the eval sets differ in size ({sorted(sizes)} questions); not tested")
+            lines.append(f"- {name}: the eval sets differ in size ({sorted(sizes)} questions); not tested")
             continue
-        boot = paired_bootstrap([a for _, a, _ in pairs], [b for _, _, b in pairs])
-        boot["seeds"] = [s for s, _, _ in pairs]
-        found[label] = boot
+        boot = paired_bootstrap([a for _, a, _ in seeds], [b for _, _, b in seeds])
+        boot["seeds"] = [s for s, _, _ in seeds]
+        found[name] = boot
+        if ref_label == REFERENCE:
+            vs_reference[label] = boot
         excludes = boot["lo"] > 0 or boot["hi"] < 0
-        verdict = (f"the interval excludes 0: {label} is {'higher' if boot['lo'] > 0 else 'lower'} than {REFERENCE}"
+        verdict = (f"the interval excludes 0: {label} is {'higher' if boot['lo'] > 0 else 'lower'} than {ref_label}"
                    if excludes else "the interval includes 0: no difference detected at this size")
-        lines.append(f"- {label} − {REFERENCE} (Last; {boot['n_seeds']} paired seed{'s' if boot['n_seeds'] > 1 else ''} × "
+        lines.append(f"- {name} (Last; {boot['n_seeds']} paired seed{'s' if boot['n_seeds'] > 1 else ''} × "
                      f"{boot['n_questions']} questions): difference {_pts(boot['difference'], True)} points, "
                      f"95% interval [{_pts(boot['lo'], True)}, {_pts(boot['hi'], True)}], p={boot['p']:.3g}; {verdict}")
-    return lines, found
+    return lines, vs_reference, found
 
 
 def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
@@ -494,8 +510,9 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
             md.append(f"| {label} | {n} | {last[0]} | {last[1]} | {best[0]} | {best[1]} |")
         few = [label for label, cells in table.items() if (cells["last"]["n"] if cells["last"] else 0) < MIN_SEEDS]
         md += [""] + ([f"- fewer than {MIN_SEEDS} finished seeds: {', '.join(few)}", ""] if few else [])
-        sig_lines, sig = _significance(out, result, task)
-        md += ["Differences in accuracy points (method − r1):", ""] + sig_lines + [""]
+        sig_lines, sig, pairs = _significance(out, result, task)
+        md += ["Differences in accuracy points (method − r1; an ablation row also − its plain row and − r1 with the "
+               "same variant):", ""] + sig_lines + [""]
         ref = _finished(result["methods"].get(REFERENCE, {"runs": {}}), task)
         starts = [_start(r["tasks"][task]["curve"]) for r in ref.values()]  # each run's own start (base or its seed's SFT)
         n_questions = _eval_questions(result, task)
@@ -510,7 +527,7 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
         else:
             md.append(f"- Learning visible: not decided (needs the start's eval and finished {REFERENCE} runs)")
         md.append("")
-        report["tasks"][task] = {"curves": bands, "table": table, "significance": sig, "learning_visible": visible,
+        report["tasks"][task] = {"curves": bands, "table": table, "significance": sig, "comparisons": pairs, "learning_visible": visible,
                                  "figure": None if fig is None else fig.relative_to(out).as_posix()}
     mem_lines, memory = _memory_section(out, result)
     md += mem_lines

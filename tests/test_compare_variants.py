@@ -46,3 +46,17 @@ def test_runs_are_labelled_by_the_variant_their_config_holds(tmp_path):
     (run / "training_stats.jsonl").write_text(json.dumps({"step": 1, "reward": 1.0}) + "\n")
     assert load_run(run)["label"] == "memoryr-noscale"
     assert plot_stats.group_runs([load_run(run)], "reward") == {"memoryr-noscale": [([1], [1.0], 1)]}
+
+
+def test_an_ablation_row_is_compared_with_r1_its_plain_row_and_r1_with_its_variant():
+    from analysis import comparisons
+
+    labels = ["r1", "memoryr", "memoryr-noscale", "r1-noscale", "memoryr-gate", "sft"]
+    assert comparisons(labels) == [
+        ("memoryr", "r1"),
+        ("memoryr-noscale", "r1"), ("memoryr-noscale", "memoryr"), ("memoryr-noscale", "r1-noscale"),
+        ("r1-noscale", "r1"),
+        ("memoryr-gate", "r1"), ("memoryr-gate", "memoryr"),  # no r1-gate row: not compared with one
+        ("sft", "r1"),
+    ]
+    assert comparisons(["memoryr-noscale", "r1-noscale"]) == [("memoryr-noscale", "r1-noscale")]  # no r1: only the variant pair
