@@ -436,11 +436,11 @@ def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict, 
 
 
 def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
-    from rewards import METHODS, USE_IR_CHOICES, parse_use_ir
+    from rewards import USE_IR_CHOICES, memory_of
 
     rows, found = [], {}
     for label, method in result["methods"].items():
-        if method["use_ir"] not in USE_IR_CHOICES or METHODS[parse_use_ir(method["use_ir"])[0]][0] is None:
+        if method["use_ir"] not in USE_IR_CHOICES or memory_of(method["use_ir"]) is None:
             continue  # no episodic memory: the sft row and the methods without one
         for seed in method["runs"]:
             name = _run_name(label, seed)

@@ -203,6 +203,14 @@ def minmax_normalise(raw: np.ndarray, has: np.ndarray, window: deque, empty: flo
     return np.clip(np.nan_to_num(out, nan=empty, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
+def unit_scores(units: np.ndarray, found: np.ndarray, centroid: bool) -> np.ndarray:
+    """Raw score of each value unit (row of `units`) against the retrieved values `found`: exploit (centroid)
+    -||a - mean(V)||, explore 1 - max_v cos(a, v) (unit vectors). Both memory orders score with it."""
+    if centroid:
+        return -np.linalg.norm(units - found.mean(axis=0), axis=1)
+    return 1.0 - (units @ found.T).max(axis=1)
+
+
 def _digest(arrays: dict, meta: dict) -> str:
     """sha256 over named arrays (dtype, shape, bytes) and the canonical JSON of `meta`."""
     h = hashlib.sha256()
@@ -621,10 +629,7 @@ class MemoryReward:
                 if found is None:
                     reward[i] = empty
                     continue
-                if name == "exploit":
-                    score[i] = -np.linalg.norm(a - found.mean(axis=0), axis=1).mean()
-                else:
-                    score[i] = (1.0 - (a @ found.T).max(axis=1)).mean()
+                score[i] = unit_scores(a, found, centroid=name == "exploit").mean()
                 has[i] = True
                 window.append(float(score[i]))
                 lo, hi = min(window), max(window)
@@ -661,11 +666,7 @@ class MemoryReward:
             if found is None:
                 continue
             mask = unit_q == j
-            a = units[mask]
-            if centroid:
-                unit_score[mask] = -np.linalg.norm(a - found.mean(axis=0), axis=1)
-            else:
-                unit_score[mask] = 1.0 - (a @ found.T).max(axis=1)
+            unit_score[mask] = unit_scores(units[mask], found, centroid)
             unit_has[mask] = True
         counts = np.bincount(owner, minlength=n)
         score = np.bincount(owner, weights=unit_score, minlength=n) / np.maximum(counts, 1)

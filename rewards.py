@@ -205,6 +205,11 @@ def parse_use_ir(use_ir: str) -> tuple[str, bool]:
     return USE_IR_CHOICES[use_ir]
 
 
+def memory_of(use_ir: str) -> str | None:
+    """The episodic memory a --use_ir value uses: None, "exploit" (Memory-R) or "explore" (Memory-R+)."""
+    return METHODS[parse_use_ir(use_ir)[0]][0]
+
+
 def reward_plan(use_ir: str, exploit_weight: float = 1.0, explore_weight: float = 1.0, outcome_ucb_weight: float = 1.0,
                 novelty_weight: float = 1.0, task: str = "gsm8k", surprise_weight: float = 1.0, **_) -> list[tuple[str, float]]:
     """(reward name, weight) pairs, in order, for a --use_ir value: what `make_reward_funcs` builds, without building it.

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def original_settings(use_ir: str) -> dict:
     """What --memory_original sets: the original code's value of each flag that reproduces it, for this --use_ir."""
-    memory = rewards.METHODS[rewards.parse_use_ir(use_ir)[0]][0]
+    memory = rewards.memory_of(use_ir)
     return {"memory_write_first": True, "memory_key_first_prompt": True, "explore_warmup_unit": "keys",
             "explore_warmup": ORIGINAL_EXPLORE_WARMUP_KEYS, "memory_max_values": ORIGINAL_MAX_VALUES.get(memory),
             "cosine_length_unit": "chars"}
@@ -178,7 +178,7 @@ def parse_args(p: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespac
     takes the original's value (`original_settings`); otherwise each not given takes its default."""
     args = p.parse_args(argv, namespace=argparse.Namespace(**{n: _UNSET for n in ORIGINAL_FLAGS}))
     given = {n for n in ORIGINAL_FLAGS if getattr(args, n) is not _UNSET}
-    if args.memory_original and rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] is None:
+    if args.memory_original and rewards.memory_of(args.use_ir) is None:
         p.error(f"argument --memory_original: reproduces the original's episodic memory; --use_ir {args.use_ir} has none")
     original = original_settings(args.use_ir) if args.memory_original else {}
     for name in set(ORIGINAL_FLAGS) - given:
@@ -211,7 +211,7 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             p.error(f"argument --{flag}: must be >= 0, got {getattr(args, flag)}")
     if not 0 < args.surprise_lr < float("inf"):
         p.error(f"argument --surprise_lr: must be a finite number > 0, got {args.surprise_lr}")
-    if args.surprise_multiplier and rewards.METHODS[rewards.parse_use_ir(args.use_ir)[0]][0] is None:
+    if args.surprise_multiplier and rewards.memory_of(args.use_ir) is None:
         p.error(f"argument --surprise_multiplier: multiplies the memory rewards; --use_ir {args.use_ir} has none (knn, knn+, ...)")
     for flag in ("outcome_ucb_max_questions", "outcome_ucb_max_answers"):
         if getattr(args, flag) < 1:
