@@ -436,11 +436,13 @@ def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict, 
 
 
 def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
+    from plot_stats import split_row
     from rewards import USE_IR_CHOICES, memory_of
 
     rows, found = [], {}
     for label, method in result["methods"].items():
-        if method["use_ir"] not in USE_IR_CHOICES or memory_of(method["use_ir"]) is None:
+        base = split_row(method["use_ir"])[0]  # an ablation row's memory is its method's
+        if base not in USE_IR_CHOICES or memory_of(base) is None:
             continue  # no episodic memory: the sft row and the methods without one
         for seed in method["runs"]:
             name = _run_name(label, seed)
@@ -469,6 +471,7 @@ def _memory_section(out: Path, result: dict) -> tuple[list[str], dict]:
 
 def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]:
     """(markdown section, dict for results.json) of the experiment; writes OUT/figures/experiment_<task>.png."""
+    from plot_stats import split_row
     from rewards import USE_IR_CHOICES
 
     out = Path(out_dir)
@@ -477,7 +480,8 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
           f"One optimizer step = {cps} completions (bs × gc × G). Intervals are 95% t-intervals over seeds (ddof=1); "
           f"differences vs {REFERENCE} are paired bootstraps over seeds and eval questions ({BOOTSTRAP_SAMPLES} resamples) "
           "of the final checkpoints.", ""]
-    supervised = [label for label, method in result["methods"].items() if method["use_ir"] not in USE_IR_CHOICES]
+    supervised = [label for label, method in result["methods"].items()
+                  if split_row(method["use_ir"])[0] not in USE_IR_CHOICES]  # the sft row; an ablation row is GRPO
     if supervised:  # the sft row samples nothing: its step is bs x gc worked solutions, not bs x gc x G completions
         md[-2] += (f" The {', '.join(supervised)} row trains on one worked solution per question (bs × gc a step) and "
                    "is drawn at the x of the GRPO step that saw the same questions.")

@@ -60,3 +60,12 @@ def test_an_ablation_row_is_compared_with_r1_its_plain_row_and_r1_with_its_varia
         ("sft", "r1"),
     ]
     assert comparisons(["memoryr-noscale", "r1-noscale"]) == [("memoryr-noscale", "r1-noscale")]  # no r1: only the variant pair
+
+
+def test_an_ablation_row_is_a_grpo_row_in_the_report(tmp_path):
+    """A row like memoryr-noscale trains with GRPO: the report must not call it supervised (only `sft` is)."""
+    import analysis
+
+    result = {"methods": {m: {"use_ir": m, "runs": {}} for m in ("r1", "memoryr-noscale", "sft")}}
+    md, _ = analysis.experiment_report(tmp_path, {"tasks": [], "bs": 8, "gc": 1, "num_generations": 8}, result)
+    assert "The sft row trains on one worked solution" in md
