@@ -216,11 +216,8 @@ def _execute(program: str, stdin: str, limits: Limits, mode: str) -> Outcome:
                 info_w = None
             # a timer kills at the wall limit while this thread blocks in wait(): Popen.wait(timeout=) polls, which
             # added up to 50 ms to every program
-            killer = _WallKill(proc, info_r)
-            timer = threading.Timer(limits.wall_s, killer)
-            timer.start()
+            killer = _WallKill(proc, info_r, limits.wall_s)
             proc.wait()
-            timer.cancel()
             killer.cancel()
         status = "timeout" if killer.fired.is_set() else "exited" if proc.returncode >= 0 else "signal"
         return Outcome(status, proc.returncode, _tail(job / "stdout"), _tail(job / "stderr"),
@@ -233,8 +230,8 @@ def _execute(program: str, stdin: str, limits: Limits, mode: str) -> Outcome:
 
 
 class _WallKill:
-    """Called at the wall limit: SIGKILL everything the program started, such that `proc.wait()` returns only after
-    all of it is gone.
+    """Timers that, at the wall limit, SIGKILL everything the program started, such that `proc.wait()` returns only
+    after all of it is gone. Started on creation; `cancel` once `proc` has exited.
 
     rlimits mode: the program is `proc`, killed with its process group. bubblewrap mode: `proc` is bwrap's outer
     monitor, and the sandbox (its own session, so outside that group) is bwrap's child, pid 1 of a pid namespace.
@@ -246,12 +243,14 @@ class _WallKill:
 
     GRACE_S = 2.0  # for the monitor to reap the sandbox and exit; it takes milliseconds
 
-    def __init__(self, proc: subprocess.Popen, info_fd: int | None):
+    def __init__(self, proc: subprocess.Popen, info_fd: int | None, wall_s: float):
         self.proc, self.info_fd = proc, info_fd
         self.fired = threading.Event()
         self.fallback = threading.Timer(self.GRACE_S, self._kill_group)
+        self.wall = threading.Timer(wall_s, self._at_wall_limit)
+        self.wall.start()
 
-    def __call__(self) -> None:
+    def _at_wall_limit(self) -> None:
         if self.proc.poll() is not None:
             return
         self.fired.set()
@@ -261,6 +260,7 @@ class _WallKill:
             self._kill_group()
 
     def cancel(self) -> None:
+        self.wall.cancel()
         self.fallback.cancel()
 
     def _kill_sandbox_pid1(self) -> bool:
