@@ -7,6 +7,7 @@ single fork. Tests that need bubblewrap's private filesystem skip (saying so) wh
 import logging
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from prompts import format_completion
 TIGHT = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_mb=256, file_mb=4)
 SLACK_S = 3.0  # start-up and kill on a busy 2-core machine, on top of a limit
 MODES = ["bubblewrap", "rlimits"]
+JOBS_PREFIX = "sandbox-test-jobs-"  # + this process's pid: the parent of every job directory a test here makes
 
 
 def needs(mode):
@@ -27,17 +29,33 @@ def needs(mode):
         pytest.skip("bubblewrap cannot start on this machine (sandbox.isolation() is 'rlimits')")
 
 
+@pytest.fixture(autouse=True)
+def own_job_dirs(tmp_path, monkeypatch):
+    """This test's sandboxes get their job directories under a directory named for this process, so that `leftovers`
+    tells them from those of a test running beside it (`pytest -n 2`: test_code_tasks.py's programs, say)."""
+    jobs = tmp_path / f"{JOBS_PREFIX}{os.getpid()}"
+    jobs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(jobs))
+
+
 def leftovers() -> list[str]:
-    """Command lines of live sandboxed programs (after a run returns there must be none)."""
+    """Command lines of this process's sandboxed programs still alive (after a run returns there must be none).
+
+    Ours: bwrap's processes and an rlimits-mode program name the job directory on their command line; a program
+    under bubblewrap does not, but the job directory is the source of its /sandbox mount (in its mountinfo).
+    """
+    mine = f"/{JOBS_PREFIX}{os.getpid()}/"
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
+                if f"{sandbox.SANDBOX_DIR}/program.py" in cmd and mine not in cmd:
+                    cmd += " mounts: " + (proc / "mountinfo").read_text(errors="replace")
+            except OSError:  # gone meanwhile
                 continue
-            if "memoryr-sandbox-" in cmd or f"{sandbox.SANDBOX_DIR}/program.py" in cmd:
-                found.append(cmd[:120])
+            if mine in cmd:
+                found.append(f"pid {proc.name}: {cmd[:150]}")
     return found
 
 
