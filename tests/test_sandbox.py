@@ -21,7 +21,7 @@ from prompts import format_completion
 TIGHT = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_mb=256, file_mb=4)
 SLACK_S = 3.0  # start-up and kill on a busy 2-core machine, on top of a limit
 MODES = ["bubblewrap", "rlimits"]
-JOBS_PREFIX = "sandbox-test-jobs-"  # + this process's pid: the parent of every job directory a test here makes
+JOBS_DIR = f"sandbox-test-jobs-{os.getpid()}"  # parent of every job directory a test here makes: named for this worker
 
 
 def needs(mode):
@@ -33,7 +33,7 @@ def needs(mode):
 def own_job_dirs(tmp_path, monkeypatch):
     """This test's sandboxes get their job directories under a directory named for this process, so that `leftovers`
     tells them from those of a test running beside it (`pytest -n 2`: test_code_tasks.py's programs, say)."""
-    jobs = tmp_path / f"{JOBS_PREFIX}{os.getpid()}"
+    jobs = tmp_path / JOBS_DIR
     jobs.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(jobs))
 
@@ -44,17 +44,17 @@ def leftovers() -> list[str]:
     Ours: bwrap's processes and an rlimits-mode program name the job directory on their command line; a program
     under bubblewrap does not, but the job directory is the source of its /sandbox mount (in its mountinfo).
     """
-    mine = f"/{JOBS_PREFIX}{os.getpid()}/"
+    mine = f"/{JOBS_DIR}/"
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if f"{sandbox.SANDBOX_DIR}/program.py" in cmd and mine not in cmd:
-                    cmd += " mounts: " + (proc / "mountinfo").read_text(errors="replace")
+                ours = mine in cmd or (f"{sandbox.SANDBOX_DIR}/program.py" in cmd
+                                       and mine in (proc / "mountinfo").read_text(errors="replace"))
             except OSError:  # gone meanwhile
                 continue
-            if mine in cmd:
+            if ours:
                 found.append(f"pid {proc.name}: {cmd[:150]}")
     return found
 
