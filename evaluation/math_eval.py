@@ -1,6 +1,6 @@
 """Loose evaluation tier: generate answers to math problems and grade them leniently (Qwen2.5-Math style).
 
-    cd evaluation && NUM_TEST_SAMPLE=16 bash sh/eval_gsm8k.sh qwen25-math-cot ../models/SmolLM2-135M-Instruct
+    NUM_TEST_SAMPLE=16 bash evaluation/sh/eval_gsm8k.sh qwen25-math-cot models/SmolLM2-135M-Instruct
     python evaluation/math_eval.py --model_name_or_path MODEL --data_name gsm8k,svamp --num_test_sample 16
 
 What it does, per dataset in --data_name: load the split with `tasks.load_task` (the task registry: local

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Loose-tier evaluation (Qwen2.5-Math style). Run from evaluation/:
-#   bash sh/eval_gsm8k.sh PROMPT_TYPE MODEL_PATH
-#   NUM_TEST_SAMPLE=16 bash sh/eval_gsm8k.sh qwen25-math-cot ../models/SmolLM2-135M-Instruct
+# Loose-tier evaluation (Qwen2.5-Math style), from any directory (MODEL_PATH is relative to it):
+#   bash evaluation/sh/eval_gsm8k.sh PROMPT_TYPE MODEL_PATH
+#   NUM_TEST_SAMPLE=16 bash evaluation/sh/eval_gsm8k.sh qwen25-math-cot models/SmolLM2-135M-Instruct
 # PROMPT_TYPE: qwen25-math-cot | reasoning | direct. Results go to MODEL_PATH/math_eval/.
 # Every other setting comes from an environment variable; the defaults below are the full-test-set run.
 set -euo pipefail
