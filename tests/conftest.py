@@ -15,7 +15,31 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SMOLLM2_DIR = ROOT / "models" / "SmolLM2-135M-Instruct"  # made by `python prepare_model.py` (make test does it)
-DATA_DIR = Path(os.environ.get("MEMORYR_DATA_DIR", ROOT.parent / "shared" / "data"))
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the full offline copy on this project's machines and CI
+FIXTURE_DATA = ROOT / "tests" / "data"  # a few upstream rows per dataset (tests/data/README.md): any clone has them
+
+
+def _data_dir() -> Path:
+    """$MEMORYR_DATA_DIR if set, else the full shared copy when present, else the committed fixtures."""
+    if os.environ.get("MEMORYR_DATA_DIR"):
+        return Path(os.environ["MEMORYR_DATA_DIR"])
+    return SHARED_DATA if (SHARED_DATA / "gsm8k" / "train.jsonl").is_file() else FIXTURE_DATA
+
+
+DATA_DIR = _data_dir()
+FULL_DATA = DATA_DIR.resolve() != FIXTURE_DATA.resolve()  # full files: the upstream row counts hold
+# Rows a loader gives, (task, split) -> (full files, fixtures): exact counts either way, so a loader that drops
+# or duplicates rows fails. Fixture counts follow tests/data/make_fixtures.py.
+ROWS = {("gsm8k", "train"): (7473, 120), ("gsm8k", "test"): (1319, 60), ("math500", "test"): (500, 20),
+        ("aime24", "test"): (30, 5), ("amc23", "test"): (40, 5), ("svamp", "test"): (1000, 130),
+        ("mawps", "test"): (2065, 360), ("asdiv", "test"): (2084, 128), ("mmlu", "test"): (14042, 114),
+        ("mbpp", "test"): (500, 5), ("mbpp", "train"): (374, 5)}
+
+
+def rows_expected(task: str, split: str) -> int:
+    """How many rows `tasks.load_task(task, split, DATA_DIR)` gives on the data the tests read."""
+    full, fixture = ROWS[task, split]
+    return full if FULL_DATA else fixture
 
 
 def pytest_configure(config):
@@ -24,8 +48,9 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not (DATA_DIR / "gsm8k" / "train.jsonl").is_file():
-        pytest.fail(f"local data not found at {DATA_DIR}; set MEMORYR_DATA_DIR")
+    """The full local copy when there is one, else the small committed fixtures; never the Hub."""
+    if not (DATA_DIR / "gsm8k" / "train.jsonl").is_file():  # only a $MEMORYR_DATA_DIR naming a wrong folder
+        pytest.fail(f"$MEMORYR_DATA_DIR={DATA_DIR} holds no gsm8k/train.jsonl; unset it to use tests/data")
     return DATA_DIR
 
 

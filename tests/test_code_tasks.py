@@ -8,6 +8,7 @@ import pytest
 
 import tasks
 from answers import extract_program
+from conftest import rows_expected
 from lcb_fixture import PROBLEMS, solution_for, write_fixture
 from prompts import CODE_INSTRUCTION, format_completion
 
@@ -39,7 +40,7 @@ def test_extract_program(text, program):
 def test_mbpp_rows_prompts_and_reference(data_dir):
     t = tasks.get_task("mbpp")
     test, train = tasks.load_task("mbpp", "test", str(data_dir)), tasks.load_task("mbpp", "train", str(data_dir))
-    assert (len(test), len(train)) == (500, 374)
+    assert (len(test), len(train)) == (rows_expected("mbpp", "test"), rows_expected("mbpp", "train"))
     row = test[0]
     gold = json.loads(row["answer"])
     assert row["question"].startswith("Write a python function to remove first and last occurrence")
@@ -142,5 +143,6 @@ def test_dry_run_lists_the_code_tasks(capsys, data_dir):
     assert run_gsm8k.main(["--task", "mbpp", "--model_name", "HuggingFaceTB/SmolLM2-135M-Instruct", "--data_dir",
                            str(data_dir), "--dry_run"]) == 0
     info = json.loads(capsys.readouterr().out)["task"]
-    assert info["task"] == "mbpp" and info["train_rows"] == 374 and info["test_rows"] == 500
+    assert info["task"] == "mbpp" and info["train_rows"] == rows_expected("mbpp", "train") \
+        and info["test_rows"] == rows_expected("mbpp", "test")
     assert info["sandbox"] in ("bubblewrap", "rlimits") and "sandbox" in info["verifier"]

@@ -5,13 +5,14 @@ import subprocess
 import pytest
 
 import tasks
+from conftest import rows_expected
 from eval_cases import ROOT, eval_python
 from prompts import CHOICE_INSTRUCTION, format_completion
 
 
 def test_offline_rows_and_holdout(data_dir):
     rows = tasks.load_task("mmlu", "test", str(data_dir))
-    assert len(rows) == 14042
+    assert len(rows) == rows_expected("mmlu", "test")  # 14042 in full
     q, gold = rows[0]["question"], json.loads(rows[0]["answer"])
     assert q.startswith("The following is a multiple choice question about abstract algebra.")
     assert "\nA. 0\nB. 4\nC. 2\nD. 6\n" in q and q.endswith(CHOICE_INSTRUCTION)

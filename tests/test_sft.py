@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import run_sft
+from conftest import FULL_DATA, rows_expected
 from eval_cases import ROOT, SUBPROCESS_ENV, eval_python, run
 from prompts import format_completion
 from tasks import get_task, load_task, search_equation
@@ -67,7 +68,7 @@ def test_singleop_solutions_use_one_operation():
 
 
 @pytest.mark.parametrize("task, holdout, options", [
-    ("gsm8k", 0, None), ("svamp", 100, None), ("asdiv", 100, None), ("mawps", 300, None), ("mawps_singleop", 200, None),
+    ("gsm8k", 0, None), ("svamp", 100, None), ("asdiv", 100, None), ("mawps", 300, None), ("mawps_singleop", 200 if FULL_DATA else 20, None),
     ("rg:chain_sum", 0, CHAIN), ("rg:leg_counting", 0, '{"size": 50, "eval_size": 20}'),
     ("rg:countdown", 0, '{"size": 50, "eval_size": 20}'), ("rg:gsm_symbolic", 0, '{"size": 30, "eval_size": 10}'),
 ])
@@ -89,7 +90,8 @@ def test_examples_are_prompt_completion_with_the_grpo_prompt(data_dir):
                   "--task_options", CHAIN, "--examples_per_task", "5", "--num_shots", "1", "--dry_run"])
     examples, counts = run_sft.sft_examples(args)
     assert len(examples) == 10 and {e["task"] for e in examples} == {"gsm8k", "rg:chain_sum"}
-    assert counts["gsm8k"] == {"train_rows": 7473, "with_solution": 7473, "used": 5}
+    n = rows_expected("gsm8k", "train")
+    assert counts["gsm8k"] == {"train_rows": n, "with_solution": n, "used": 5}
     ex = examples[0]
     assert [m["role"] for m in ex["prompt"]] == ["system", "user", "assistant", "user"]  # one exemplar turn
     assert ex["prompt"][-1]["content"] == ex["question"]

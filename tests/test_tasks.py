@@ -14,6 +14,7 @@ import pytest
 
 import rewards
 import tasks
+from conftest import FULL_DATA, rows_expected
 from eval_cases import ROOT, eval_python
 from evaluation.grader import loose_verdict
 from lcb_fixture import solution_for, write_fixture
@@ -24,6 +25,8 @@ RG_SMALL = {"size": 40, "eval_size": 12}  # our own size options: enough rows, g
 TASK_OPTIONS = {"rg:countdown": {**RG_SMALL, "min_numbers": 3, "max_numbers": 3}}
 HOLDOUT = 20  # held-out rows for one-split tasks in these tests
 HOLDOUTS = {"lcb": 2}  # the LiveCodeBench fixture has 4 rows
+if not FULL_DATA:  # tests/data keeps 5 AIME/AMC rows and 20 MATH-500 rows
+    HOLDOUTS.update({"aime24": 2, "amc23": 2, "math500": 10})
 MATH_FIXTURE = [  # rows in AI-MO/NuminaMath-TIR's own columns (problem, solution, messages)
     {"problem": "What is $\\frac{1}{4} + \\frac{1}{4}$?",
      "solution": "Adding gives $\\frac{2}{4} = \\boxed{\\frac{1}{2}}$.", "messages": []},
@@ -75,23 +78,24 @@ def test_every_task_loads_offline_with_disjoint_train_and_eval(name, task_data):
 
 def test_holdout_splits_a_one_split_task_by_position(data_dir):
     full = tasks.load_task("mawps", "test", str(data_dir))
-    assert len(full) == 2065
+    assert len(full) == rows_expected("mawps", "test")  # 2065 in full
     assert tasks.load_task("mawps", "test", str(data_dir), holdout=300) == full[:300]
     train = tasks.load_task("mawps", "train", str(data_dir), holdout=300)
     held = {r["question"] for r in full[:300]}
     assert train == [r for r in full[300:] if r["question"] not in held]
-    assert len(train) == 1763  # MAWPS repeats 2 of the first 300 questions further down: they stay held out
+    # MAWPS repeats 2 of the first 300 questions further down (in the full file): they stay held out
+    assert len(train) == (1763 if FULL_DATA else 60)
     with pytest.raises(ValueError, match="has one split .* pass --holdout N"):
         tasks.load_task("mawps", "train", str(data_dir))
-    with pytest.raises(ValueError, match="--holdout 2065 leaves no training rows"):
-        tasks.load_task("mawps", "train", str(data_dir), holdout=2065)
+    with pytest.raises(ValueError, match=f"--holdout {len(full)} leaves no training rows"):
+        tasks.load_task("mawps", "train", str(data_dir), holdout=len(full))
     with pytest.raises(ValueError, match="own train and test splits"):
         tasks.load_task("gsm8k", "train", str(data_dir), holdout=10)
 
 
 def test_asdiv_keeps_numeric_answers_only(data_dir):
     got = tasks.load_task("asdiv", "test", str(data_dir))
-    assert len(got) == 2084  # 131 of 2215 answers are names, times or yes/no
+    assert len(got) == rows_expected("asdiv", "test")  # in full, 131 of 2215 answers are names, times or yes/no: 2084
     assert {k: got[0][k] for k in ("question", "answer")} == {
         "question": "Seven red apples and two green apples are in the basket. How many apples are in the basket?", "answer": "9"}
 
