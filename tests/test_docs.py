@@ -13,13 +13,31 @@ from publish_docs import RESULTS_END, RESULTS_START, heading_anchor
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-MAX_README_LINES = 300  # issue 27
-# The README's sections in issue 27's order (set-up first, then results, seed commands, flags, the topics, layout, extending).
-README_ORDER = ["Results at a glance", "The seed's commands", "Flags", "Tasks", "Evaluation", "Supervised fine-tuning",
+MAX_README_LINES = 300  # short: the README points to docs/ for the rest
+# The README's sections in order (set-up first, then the seed's commands, results, flags, the topics, layout, extending).
+README_ORDER = ["The seed's commands", "Results at a glance", "Flags", "Tasks", "Evaluation", "Supervised fine-tuning",
                 "Comparing methods", "GPU and multi-GPU", "Layout", "Adding a task, a reward or a method"]
 LINK_RE = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FLAG_RE = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
 REGENERATE = "run `python publish_docs.py` and commit the result"
+# Insider talk, which a user of the docs cannot follow: this project's issue numbers ("issue 10", "issues 10 and 25",
+# "#25", a heading anchor "#issue-25-..."), who wrote what when ("session 13", "the brief", "the filer's call", "the issue's
+# rule"), and absolute paths of a developer's machine. ONNX Runtime's object is written `InferenceSession`, so the word
+# "session" is free to mean only the other thing. "the issue" counts only as a subject or owner ("the issue's", "the
+# issue asks"), not in "the issue is that ...". "#### 72" (GSM8K's answer line) and "&#8212;" are not issue references.
+INSIDER_RE = re.compile(
+    r"\bissues?[\s-]+#?\d+"
+    r"|(?<![\w#&/])#\d+\b"
+    r"|\bsessions?\b|\bthe brief\b|\bthe filer\b"
+    r"|\bthe issue(?:'s|\s+(?:asks|asked|says|said|wants|wanted|allows|allowed|rules|requires|required))\b",
+    re.I)
+# Absolute paths under the roots where a developer's checkouts, homes and scratch files live; not system paths
+# (/dev/null, /proc, /usr) and not a URL's path (https://host/home/...) or a relative one (runs/tmp/x).
+ABS_PATH_RE = re.compile(r"(?<![\w.~/:-])/(?:work|root|home|tmp|Users|mnt|scratch|data|opt|var)/[^\s`'\")\]]*")
+# The code's own absolute path literals: a doc that names where the code writes (a lock file, a staging folder) is
+# documenting it. Tests are not the code (this file names machine paths in its own check).
+CODE_PATH_RE = re.compile(r"[\"'](/(?:work|root|home|tmp|Users|mnt|scratch|data|opt|var)/[^\"'\s]+)")
+CODE_DIRS_SKIPPED = {"tests", "docs", "models", "output", "runs"}
 
 
 def _prose(text: str) -> str:
@@ -72,12 +90,31 @@ def _table_flags(section: str) -> set[str]:
     return flags
 
 
+def _code_paths(root: Path = ROOT) -> set[str]:
+    files = [p for p in root.glob("*.py")] + [root / "Makefile"]
+    for sub in root.iterdir():
+        if sub.is_dir() and not sub.name.startswith(".") and sub.name not in CODE_DIRS_SKIPPED:
+            files += [p for p in sub.rglob("*") if p.suffix in (".py", ".sh")]
+    return {m for f in files if f.is_file() for m in CODE_PATH_RE.findall(f.read_text(errors="replace"))}
+
+
+def _insider_talk(path: Path, code_paths: set[str], root: Path = ROOT) -> list[str]:
+    """Every line of a markdown file that speaks of the tracker or its sessions, or names a machine path."""
+    hits = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        found = [m.group(0) for m in INSIDER_RE.finditer(line)]
+        found += [m.group(0) for m in ABS_PATH_RE.finditer(line)
+                  if not any(m.group(0).rstrip(".,;:").startswith(c) for c in code_paths)]
+        hits += [f"{path.relative_to(root)}:{number}: {f!r}" for f in found]
+    return hits
+
+
 @pytest.fixture(scope="module")
 def parsers() -> dict[str, argparse.ArgumentParser]:
     return publish_docs.all_parsers()
 
 
-def test_readme_is_short_and_in_the_issues_order():
+def test_readme_is_short_and_in_order():
     text = README.read_text()
     assert len(text.splitlines()) <= MAX_README_LINES, f"README.md has {len(text.splitlines())} lines, more than {MAX_README_LINES}"
     headings = re.findall(r"^## (.+)$", _prose(text), flags=re.M)
@@ -86,15 +123,53 @@ def test_readme_is_short_and_in_the_issues_order():
         found = [i for i, h in enumerate(headings) if h.startswith(title)]
         assert found, f"README.md has no '## {title}...' section; its sections: {headings}"
         positions.append(found[0])
-    assert positions == sorted(positions), f"README.md sections out of issue 27's order: {headings}"
-    set_up = text.split("\n## ")[0]  # the text before the first section: what it is and the two set-up commands
-    assert "make demo" in set_up and "make test" in set_up and " min" in set_up and " s " in set_up
+    assert positions == sorted(positions), f"README.md sections out of order ({README_ORDER}): {headings}"
+    set_up = text.split("\n## ")[0]  # the text before the first section: what it is, the finding, the commands and their cost
+    assert "make demo" in set_up and "make test" in set_up
+    costs = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(make \w+)` \|.*\| ([^|]*) \|$", set_up, flags=re.M)}
+    assert {"make demo", "make test", "make compare"} <= set(costs), f"the set-up's cost table lists {sorted(costs)}"
+    for command, cost in costs.items():
+        assert re.search(r"\d (s|min|h)\b", cost), f"{command}: no time in {cost!r}"
+        assert re.search(r"\d GB|not measured", cost), f"{command}: no peak memory in {cost!r}"
+
+
+def test_readme_names_the_rows_before_its_table_uses_them():
+    """A reader meets the seed's GPU command and every row name (r1, memoryr+, each -variant) before the results table."""
+    text = README.read_text()
+    before = text.split(RESULTS_START)[0]
+    assert "python run_gsm8k.py --model_name=Qwen/Qwen2.5-0.5B-Instruct" in before, "the seed's command comes after the results"
+    methods = json.loads((ROOT / "docs" / "results.json").read_text())["settings"]["methods"]
+    names = {part for method in methods for part in (method.split("-", 1)[0], "-" + method.split("-", 1)[1] if "-" in method else None) if part}
+    undefined = sorted(name for name in names if f"`{name}`" not in before)
+    assert not undefined, f"README.md's results table uses rows it has not named yet: {undefined}"
 
 
 @pytest.mark.parametrize("path", [README] + DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_relative_link_resolves(path):
     broken = _broken_links(path)
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("path", [README] + DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_docs_speak_to_users(path):
+    """No issue numbers, session history or machine paths: name each thing by what it is (the cpu experiment, the
+    ablation). docs/records/ holds data, not prose, and is not read."""
+    hits = _insider_talk(path, _code_paths())
+    assert not hits, f"{len(hits)} insider references (say what the thing is instead):\n" + "\n".join(hits)
+
+
+def test_insider_check_flags_the_talk_and_spares_the_look_alikes(tmp_path):
+    (tmp_path / "tool.py").write_text('LOCK = "/tmp/tool.lock"\n')
+    page = tmp_path / "page.md"
+    flagged = ["issue 10", "Issues 10 and 25", "issue #25", "see #25.", "(results.md#issue-25-what-drives)",
+               "session 13", "in a later session", "the brief", "the filer's call", "by the issue's rule",
+               "the issue asks for 2 hours", "/work/wt-harden/.venv/bin/python", "/root/.cache/x", "/tmp/Memory-R"]
+    spared = ["`#### 72` ends a GSM8K answer", "a dash &#8212; here", "[r](results.md#3-steps)", "an InferenceSession per thread",
+              "https://github.com/home/x", "runs/tmp/x and ~/home/x", "/dev/null and /proc/self/status",
+              "the lock `/tmp/tool.lock`", "the issue is that lighteval reads the first number", "a brief note", "tissue 3"]
+    page.write_text("\n".join(flagged + spared) + "\n")
+    hits = _insider_talk(page, _code_paths(tmp_path), root=tmp_path)
+    assert [int(h.split(":")[1]) for h in hits] == list(range(1, len(flagged) + 1)), "\n".join(hits)
 
 
 def test_link_check_catches_a_missing_file_and_a_missing_heading(tmp_path):
