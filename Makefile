@@ -21,7 +21,7 @@ export MEMORYR_DATA_DIR
 # glibc's allocator: keep freed memory for reuse instead of handing multi-GB tensors (logits over a
 # 49k vocabulary) back to the kernel, which must zero every page again on the next step. On a
 # 2-core Zen 3 VM here that zeroing was 85% of a GRPO step (perf: clear_page_erms); with these two a
-# cpu-preset step took 113 s instead of 194-282 s (README "The allocator"). Cost: the process keeps
+# cpu-preset step took 113 s instead of 194-282 s (docs/performance.md, "The allocator"). Cost: the process keeps
 # its peak memory until it exits.
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736

@@ -3,7 +3,7 @@ significance against r1, the memory mechanism check, and whether learning is vis
 
 Pure functions on `run_compare.py`'s output folder (OUT) and its `collect` result dict, plus one figure
 function (`plot_accuracy_vs_completions`). `experiment_report` assembles them into a markdown section and
-a dict for results.json. It is written for the CPU experiment of issue 10 (a warm-started small model on
+a dict for results.json. It is written for the CPU experiment of docs/results.md (a warm-started small model on
 an easy task, >= 3 seeds), but reads any comparison.
 
 How run_compare.py calls it, in `write_results(out, settings, result, figures, wall)` (a few lines):
@@ -64,8 +64,8 @@ CONFIDENCE = 0.95  # every interval here is a 95% interval
 BOOTSTRAP_SAMPLES = 10_000  # p resolves to ~1e-4; percentile bounds move by well under a point between bootstrap seeds
 BOOTSTRAP_CHUNK = 500  # resamples per vectorised chunk: bounds memory to chunk x seeds x questions indices
 CONSTANT_STD = 1e-6  # a within-batch std at or below this is a constant reward (float32 noise is ~1e-7)
-LEARNING_SES = 2.0  # the bar of issue 10: r1's mean Last beats the start by >= 2 binomial standard errors
-MIN_SEEDS = 3  # issue 10 asks for >= 3 seeds; fewer is reported
+LEARNING_SES = 2.0  # the learning bar: r1's mean Last beats the start by >= 2 binomial standard errors
+MIN_SEEDS = 3  # the experiment's design asks for >= 3 seeds; fewer is reported
 REFERENCE = "r1"  # the method every other one is compared with
 MEMORY_REWARDS = ("exploit", "explore")
 

@@ -18,7 +18,7 @@ Choices:
   dynamic quantization with per-channel int8 weights, MatMuls with constant weights only. Per-tensor
   weights, or also quantizing the attention's activation x activation MatMuls, gave a minimum cosine of
   0.94 to the fp32 embedding on GSM8K solutions; this setting gives 0.993, still far too lossy for the
-  rewards (README, memory benchmark).
+  rewards (docs/performance.md, the memory benchmark).
 - Texts are sorted by length and run one per session call: no padding, and on this CPU the
   fastest batch size (see INFER_BATCH_SIZE).
 - The export runs as is, under ONNX Runtime's default ORT_ENABLE_ALL online optimization (which already

@@ -102,7 +102,7 @@ PRESETS = {
         "save_steps": 100,  # 1 epoch = 7473 / (2 x 8) = 467 steps: checkpoints 100..400 and 467
         "tasks": "gsm8k", "eval_samples": -1,
     },
-    # This 2-core CPU machine, offline: issue 10's experiment, sized by measurement (docs/results.md has the numbers).
+    # A 2-core CPU, offline: the CPU experiment, sized by measurement (docs/results.md has the numbers).
     # - Start: SmolLM2-135M-Instruct after a short SFT on chain_sum worked solutions, once per seed (--init sft);
     #   the base model never writes <answer>, so it has no correctness signal to learn from.
     # - Task: reasoning-gym chain_sum, 2-3 terms of 1-2 digits: the warm start answers 10-40% of it greedily and
