@@ -1,7 +1,9 @@
 """Shared fixtures. Everything here is offline and real: a real (tiny, random) Llama model with the
 SmolLM2 tokenizer and chat template, saved to disk the way a user's checkpoint would be."""
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Pinned downloads (data.DOWNLOADS) are read from a cache of the session's own, empty: a user's cached files
+# must not make a test pass that fails on a fresh clone.
+os.environ["MEMORYR_CACHE_DIR"] = tempfile.mkdtemp(prefix="memoryr-test-cache-")
 
 SMOLLM2_DIR = ROOT / "models" / "SmolLM2-135M-Instruct"  # made by `python prepare_model.py` (make test does it)
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the full offline copy on this project's machines and CI
@@ -44,6 +49,10 @@ def rows_expected(task: str, split: str) -> int:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs real training or generation; deselect with -m 'not slow'")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ["MEMORYR_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
