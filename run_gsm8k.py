@@ -52,6 +52,7 @@ from pathlib import Path
 import rewards
 from data import DATA_ENV, resolve_data_dir
 from exploration import DEFAULT_BATCH_C, DEFAULT_MAX_ANSWERS, DEFAULT_MAX_QUESTIONS, DEFAULT_UCB_C
+from focus import OutcomeMemory, QuestionSource, skip_error
 from intrinsic_mix import MIX_MODES
 from ir_knn_st import DEFAULT_EMBEDDER, EMBED_BACKENDS, ORIGINAL_EXPLORE_WARMUP_KEYS, ORIGINAL_MAX_VALUES, resolve_embedder
 from models import MERGED_DIR, merge_adapter, model_path_error
@@ -127,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--surprise_lr", type=float, default=SURPRISE_LR, help="surprise: Adam learning rate of the RND predictor, one step per batch")
     g.add_argument("--surprise_multiplier", action="store_true",
                    help="with a memory method: multiply its rewards by Agent57's lifelong-novelty factor clip(1 + z(RND error), 1, 5)")
+
+    g = p.add_argument_group("signal: spend compute only where there is signal (focus.py)")
+    g.add_argument("--skip_zero_advantage", action="store_true",
+                   help="leave completions with advantage exactly 0 out of the loss's forward and backward; same gradient "
+                        "(needs --beta 0, no entropy bonus, --loss_type grpo|dr_grpo|bnpo|dapo)")
+    g.add_argument("--dynamic_sampling", type=int, default=None, metavar="ROUNDS",
+                   help="DAPO's dynamic sampling: generate up to ROUNDS batches of questions a step and keep the groups "
+                        "whose correctness differs (default: off)")
+    g.add_argument("--select_questions", default="none", choices=["none", "memory"],
+                   help="memory: pick each step's questions from a pool by their outcome variance p(1-p) predicted from "
+                        "the nearest recorded questions (no extra generation)")
+    g.add_argument("--select_pool", type=int, default=4, help="--select_questions: candidates drawn per question the step trains")
+    g.add_argument("--select_k", type=int, default=8, help="--select_questions: recorded questions a prediction pools")
 
     g = p.add_argument_group("GRPO optimisation (paper Table 4)")
     g.add_argument("--bs", type=int, default=2, help="PROMPTS per device per micro-step; TRL's per_device_train_batch_size = bs x num_generations")
@@ -227,9 +241,34 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
     if args.save_merged and not args.lora_r:
         p.error("argument --save_merged: needs --lora_r > 0 (without LoRA every checkpoint is a full model already)")
     args.save_merged = bool(args.lora_r) if args.save_merged is None else bool(args.save_merged)
+    check_signal_args(p, args)
     check_model_and_data(p, args)
     if args.resume and not latest_checkpoint(args.output_dir):
         p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
+
+
+def check_signal_args(p: argparse.ArgumentParser, args, n_train: int | None = None) -> None:
+    """--skip_zero_advantage, --dynamic_sampling and --select_* against the rest; with n_train, the pool against the task."""
+    if args.skip_zero_advantage:
+        why = skip_error(args.loss_type, args.beta, rewards.entropy_coef(args.use_ir, args.entropy_coef), args.use_adaptive_entropy)
+        if why:
+            p.error(f"argument --skip_zero_advantage: not exact with {why}")
+    if args.dynamic_sampling is not None and args.dynamic_sampling < 1:
+        p.error(f"argument --dynamic_sampling: ROUNDS must be >= 1, got {args.dynamic_sampling}")
+    for flag in ("select_pool", "select_k"):
+        if getattr(args, flag) < 1:
+            p.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
+    sampling = args.dynamic_sampling or args.select_questions != "none"
+    if sampling and args.memory_key_first_prompt:
+        p.error("arguments --dynamic_sampling / --select_questions: not with --memory_key_first_prompt (--memory_original), "
+                "which generates once per micro-batch")
+    if args.dynamic_sampling and args.scale_rewards == "batch":
+        p.error("argument --dynamic_sampling: not with --scale_rewards batch (a kept group's advantages would depend on "
+                "the round it came from); use group or none")
+    need = args.bs * args.gc * int(os.environ.get("WORLD_SIZE", 1))
+    if n_train is not None and args.select_questions != "none" and n_train < args.select_pool * need:
+        p.error(f"argument --select_pool: {args.select_pool} x {need} questions a step = {args.select_pool * need} candidates, "
+                f"but --task {args.task} has {n_train} training rows")
 
 
 def check_task_args(p: argparse.ArgumentParser, args, names: list[str] | None = None) -> None:
@@ -326,6 +365,14 @@ def describe_task(args) -> dict:
     return info
 
 
+def signal_plan(args) -> dict:
+    """What --dry_run shows of the signal flags: on or off, and the numbers each uses."""
+    return {"skip_zero_advantage": args.skip_zero_advantage,
+            "dynamic_sampling": {"rounds": args.dynamic_sampling, "keeps": "groups whose correctness differs"} if args.dynamic_sampling else None,
+            "select_questions": {"rule": "largest p(1-p) + bonus for little-seen neighbourhoods", "pool": args.select_pool,
+                                 "k": args.select_k} if args.select_questions != "none" else None}
+
+
 def grpo_config(args, cuda: bool, use_vllm: bool):
     from trl import GRPOConfig
 
@@ -375,10 +422,13 @@ def main(argv=None):
     data_dir = resolve_data_dir(args.data_dir)
 
     if args.dry_run:
+        task_info = describe_task(args)
+        if isinstance(task_info["train_rows"], int):
+            check_signal_args(p, args, task_info["train_rows"])
         plan = rewards.reward_plan(args.use_ir, task=args.task, **reward_options(args))
         resolved = {
             "model": args.model_name, "lora_r": args.lora_r,
-            "task": describe_task(args),
+            "task": task_info,
             "data": str(data_dir) if data_dir else "hub",
             "rewards": [{"name": n, "weight": w, **({"right_answer_earns": args.correct_reward} if n == "correctness_reward" else {})}
                         for n, w in plan],
@@ -387,6 +437,7 @@ def main(argv=None):
             "memory_original": ({"set": {n: getattr(args, n) for n in ORIGINAL_FLAGS if n not in given},
                                  "given": {n: getattr(args, n) for n in ORIGINAL_FLAGS if n in given}} if args.memory_original else None),
             "entropy_bonus": {n: getattr(config, n) for n in ("entropy_coef", "use_adaptive_entropy", *ENTROPY_FLAGS)},
+            "signal": signal_plan(args),
             "prompts_per_step": args.bs * args.gc, "completions_per_step": args.bs * args.gc * args.num_generations,
             "device": "cuda" if cuda else "cpu",
             "grpo_config": json.loads(config.to_json_string()),
@@ -395,9 +446,7 @@ def main(argv=None):
         return 0
 
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import GRPOTrainer
-
-    from training import (EvalGRPOTrainer, HeapTrimCallback, MemoryCheckpointCallback, StatsJsonlCallback, glibc_malloc_trim,
+    from training import (HeapTrimCallback, MemoryCheckpointCallback, MemoryRTrainer, StatsJsonlCallback, glibc_malloc_trim,
                           truncate_stats)
 
     set_seed(args.seed)
@@ -426,10 +475,16 @@ def main(argv=None):
 
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
 
-    trainer_cls, extra = (EvalGRPOTrainer, {"task": get_task(args.task)}) if args.do_eval else (GRPOTrainer, {})
-    trainer = trainer_cls(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=config,
-                          train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config, **extra)
-    stateful = rewards.stateful_rewards(reward_funcs)
+    check_signal_args(p, args, len(train_ds))
+    source = None
+    if args.dynamic_sampling or args.select_questions != "none":
+        memory = OutcomeMemory(args.select_k, args.embedder, args.embed_backend) if args.select_questions == "memory" else None
+        source = QuestionSource(train_ds["question"], args.seed, memory, args.select_pool)
+    trainer = MemoryRTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=config,
+                             train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config, task=get_task(args.task),
+                             skip_zero_advantage=args.skip_zero_advantage, source=source, dynamic_rounds=args.dynamic_sampling or 0,
+                             selection_log=os.path.join(args.output_dir, "selection.jsonl") if source and source.memory else None)
+    stateful = rewards.stateful_rewards(reward_funcs) + ([source] if source else [])
     trainer.add_callback(StatsJsonlCallback(os.path.join(args.output_dir, "training_stats.jsonl")))
     trainer.add_callback(MemoryCheckpointCallback(stateful))
     trim = glibc_malloc_trim()

@@ -8,7 +8,8 @@
 - `HeapTrimCallback` hands the heap's free pages back to the kernel (glibc's `malloc_trim`) when a
   step ends with the RSS grown 5% past a step's footprint, so that a long CPU run under the Makefile's
   allocator setting is not OOM-killed by fragmentation (README, "The allocator").
-- `EvalGRPOTrainer.evaluate` is the "medium" evaluation tier: greedy decoding of the GSM8K test
+- `MemoryRTrainer` is the trainer `run_gsm8k.py` runs: TRL's GRPOTrainer plus the signal flags (`focus.py`)
+  and an `evaluate` that is the "medium" evaluation tier: greedy decoding of the task's test
   prompts in batches, scored with the task's verifier (`Task.is_correct`), logged as `eval_accuracy`. Each process
   scores its own shard; the counts are summed across processes.
 """
@@ -22,7 +23,10 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from focus import DynamicSampler, group_outcome, join_rows, select_rows, skip_plan, spread_auc
 from models import generate_batched
+
+CORRECTNESS = "correctness_reward"  # the extrinsic verdict dynamic sampling and selection read (rewards.py names it)
 
 
 class StatsJsonlCallback(TrainerCallback):
@@ -126,13 +130,89 @@ def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_
     return sum(is_correct(c[0], g) for c, g in zip(completions, golds))
 
 
-class EvalGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose evaluate() measures greedy accuracy under the task's verifier (the medium tier), not eval loss."""
+class MemoryRTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer with the medium eval tier and the signal flags (`focus.py`).
 
-    def __init__(self, *args, task, **kwargs):
+    - `evaluate()` measures greedy accuracy under the task's verifier (the medium tier), not eval loss.
+    - `skip_zero_advantage`: the loss's forward and backward see only completions with a nonzero advantage,
+      rescaled so the gradient is unchanged (`focus.skip_plan`).
+    - `source` (a `focus.QuestionSource`): the questions of each step come from it, not from TRL's sampler, whose
+      batches then only pace the steps. With `dynamic_rounds` > 0 a step generates up to that many rounds and keeps
+      the groups whose correctness differs (`focus.DynamicSampler`).
+    """
+
+    def __init__(self, *args, task, skip_zero_advantage: bool = False, source=None, dynamic_rounds: int = 0,
+                 selection_log: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.task = task
+        self.task, self.skip_zero_advantage, self.source, self.dynamic_rounds = task, skip_zero_advantage, source, dynamic_rounds
+        self.selection_log = selection_log
+        if source is not None and CORRECTNESS not in self.reward_func_names:
+            raise ValueError(f"--dynamic_sampling / --select_questions read the {CORRECTNESS} of each group; it is not among the rewards")
 
+    # -- the loss: skip completions that add nothing
+    def _compute_loss(self, model, inputs):
+        if not (self.skip_zero_advantage and model.training):
+            return super()._compute_loss(model, inputs)
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        keep, factor = skip_plan(inputs["advantages"], mask, self.loss_type)
+        self._metrics["train"]["skip/kept_fraction"].append(len(keep) / len(inputs["advantages"]))
+        return super()._compute_loss(model, select_rows(inputs, keep)) * factor
+
+    # -- generation: the step's questions come from the question source
+    def _generate_and_score_completions(self, inputs):
+        if self.source is None or not self.model.training:
+            return super()._generate_and_score_completions(inputs)
+        G = self.num_generations
+        per_process = len(inputs) // G
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        sampler = DynamicSampler(max(self.dynamic_rounds, 1), processes, per_process)
+        outputs, more = [], True
+        while more:
+            rows = self.source.draw(per_process * processes)  # the same on every process: same stream, same memory
+            mine = rows[rank * per_process:(rank + 1) * per_process]
+            out = super()._generate_and_score_completions([dict(self.train_dataset[i]) for i in mine for _ in range(G)])
+            correct = self._round_correctness(len(rows) * G)
+            groups = [correct[g * G:(g + 1) * G] for g in range(len(rows))]
+            self.source.record(rows, groups)
+            self._log_selection(groups)
+            outputs.append(out)
+            more = sampler.add_round([group_outcome(c) for c in groups]) if self.dynamic_rounds else False
+        if not self.dynamic_rounds:
+            return outputs[0]
+        kept, fill = sampler.plan(rank)
+        counts = sampler.finish()
+        for name, value in counts.items():
+            self._metrics["train"][f"dynamic/{name}"].append(value)
+        self._metrics["train"]["dynamic/completions_generated"].append(counts["questions_generated"] * G)
+        rows_of = lambda r, g: list(range(g * G, (g + 1) * G))  # noqa: E731 - a group's rows in its round's output
+        parts = [(outputs[r], rows_of(r, g)) for r, g in kept] + [(outputs[r], rows_of(r, g)) for r, g in fill]
+        joined = join_rows(parts, self._tokenizer.pad_token_id)
+        if fill:  # filler groups give the batch its shape and nothing else
+            joined["advantages"][len(kept) * G:] = 0.0
+        mask = joined["completion_mask"] if "tool_mask" not in joined else joined["completion_mask"] * joined["tool_mask"]
+        joined["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        return joined
+
+    def _round_correctness(self, n: int) -> list[bool]:
+        """Right or wrong for each of the last round's n completions, all processes, from the logged correctness reward."""
+        values = list(self._logs["rewards"][CORRECTNESS])[-n:]
+        return [v is not None and math.isfinite(v) and v > 0 for v in values]
+
+    def _log_selection(self, groups: list[list[bool]]) -> None:
+        chosen = self.source.last_choice
+        if not chosen:
+            return
+        value = spread_auc(chosen, groups)
+        self._metrics["train"]["select/auc"].append(float("nan") if value is None else value)
+        self._metrics["train"]["select/predicted_var"].append(sum(c["p"] * (1 - c["p"]) for c in chosen) / len(chosen))
+        if self.selection_log and self.accelerator.is_main_process:
+            with open(self.selection_log, "a") as f:
+                for c, cs in zip(chosen, groups):
+                    f.write(json.dumps({"step": self.state.global_step + 1, "row": c["row"], "question": self.source.questions[c["row"]],
+                                        "p": round(c["p"], 4), "seen": c["seen"], "right": sum(cs), "n": len(cs)}) + "\n")
+        self.source.last_choice = []
+
+    # -- the medium eval tier
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         ds = eval_dataset if eval_dataset is not None else self.eval_dataset
         shard = ds.shard(num_shards=self.accelerator.num_processes, index=self.accelerator.process_index, contiguous=True)
