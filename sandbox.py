@@ -1,6 +1,6 @@
 """Sandbox: run an untrusted Python program (a model's completion and its tests) in its own bounded, isolated process.
 
-Every code verifier (tasks.py: mbpp, humaneval, lcb) runs programs only through `run` and `run_many`, in
+Every code verifier (tasks/code.py: mbpp, humaneval, lcb) runs programs only through `run` and `run_many`, in
 training, in the medium tier and in the strict and loose eval tiers, so there is one set of walls.
 
 What a program gets, in layers:

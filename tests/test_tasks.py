@@ -1,4 +1,4 @@
-"""The task registry (tasks.py): loading, splits, verifiers, exemplars, and agreement of every consumer.
+"""The task registry (the tasks package): loading, splits, verifiers, exemplars, and agreement of every consumer.
 
 Every task of the registry is covered: its rows load offline, its exemplars are right under its own
 verifier, and the correctness reward, the memory's success/failure split, the medium tier, the loose
