@@ -183,8 +183,9 @@ class QuestionStream:
     """The training set's row indices in a seeded order; each handed out at most once an epoch.
 
     `take(n)` hands out the candidates put back earlier first, then the next unused rows; `put_back` returns
-    candidates a step did not choose. When an epoch's rows run out a new epoch starts in a new seeded order
-    (the candidates still waiting are in it, so they are dropped from the waiting list).
+    candidates a step did not choose. A row leaves the order once an epoch, and a chosen row is never put back,
+    so no row trains twice in an epoch. When an epoch's rows run out, a new epoch starts in a new seeded order
+    whose first rows are those the running call already handed out.
     """
 
     def __init__(self, n_rows: int, seed: int):
@@ -207,9 +208,9 @@ class QuestionStream:
             elif self.pos < self.n_rows:
                 out.append(self.order[self.pos])
                 self.pos += 1
-            else:  # epoch over: rows already handed out in this call must not come twice, so they stay out
-                self.epoch, self.pos = self.epoch + 1, 0
-                self.order = [i for i in self._order() if i not in set(out)] + out
+            else:  # epoch over: the rows this call already handed out count as the new epoch's first
+                self.epoch, self.pos = self.epoch + 1, len(out)
+                self.order = out + [i for i in self._order() if i not in set(out)]
         return out
 
     def put_back(self, rows: list[int]) -> None:
