@@ -63,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import correlation, grouped_auc  # noqa: E402
 from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder  # noqa: E402
+from records import portable  # noqa: E402
 from tasks import TASKS, exemplars, load_task, parse_options  # noqa: E402
 
 WARMUP_FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # share of the fill questions written before a scoring point
@@ -301,6 +302,7 @@ def main(argv=None) -> dict:
         "seconds": {"sampling": round(sampled - start, 1), "memory": round(time.time() - sampled, 1)},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    report = portable(report)  # published (docs/mechanism_*.json): paths relative to the repository root
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
     return report

@@ -177,7 +177,7 @@ def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
     assert cells[0]["memory"]["failure_keys"] == 0 and cells[0]["exploit"]["neighbour_frac"] == 0.0
     assert cells[-1]["fill_questions"] == 4 and cells[-1]["explore"]["neighbour_frac"] == 1.0
     assert cells[-1]["explore"]["vs_nearest_failure"]["n"] == 6
-    cache = report["samples"]["cache"]
+    cache = str(mm.ROOT / report["samples"]["cache"])  # published paths are relative to the repository root
     rows = [json.loads(line) for line in open(cache)]
     assert sorted((r["split"], r["index"]) for r in rows) == [("test", i) for i in range(3)] + [("train", i) for i in range(4)]
     assert all(len(r["completions"]) == 2 for r in rows)
