@@ -14,7 +14,7 @@ wandb, mlflow or trackio: its logged metrics (training_stats.jsonl) hold just `s
 inside `training_step` (rollout, loss forward and backward; not the gradient clip and optimizer
 step). So this script records every profiling context's duration at the one place trl reports it
 (`ProfilingContext._log_metrics`, wrapped here) and each optimizer step's wall time (a trainer
-callback, on_step_begin to on_step_end, installed by a GRPOTrainer subclass), and splits each step into:
+callback, on_step_begin to on_step_end, installed by a subclass of run_gsm8k's trainer), and splits each step into:
 - generation: the generation contexts;
 - rewards: `_calculate_rewards` (every reward function; `rewards_by_function` has each one);
 - other_rollout: the rest of `_prepare_inputs`: tokenisation, the old and reference log-probs (a
@@ -27,6 +27,7 @@ trl's own `step_time` is reported beside them as a check. The first step include
 import argparse
 import contextlib
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def parse_args(argv=None):
     g.add_argument("--bs", type=int, default=2, help="prompts per step")
     g.add_argument("--num_generations", type=int, default=4, help="G")
     g.add_argument("--L", type=int, default=64, help="max completion tokens")
+    g.add_argument("--train_args", default="", help='more run_gsm8k.py flags, e.g. --train_args="--skip_zero_advantage --seed 0"')
     return p.parse_args(argv)
 
 
@@ -72,7 +74,7 @@ def train_argv(args, out: str) -> list[str]:
     for flag in ("task_options", "beta", "data_dir", "activation_checkpointing"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
-    return argv
+    return argv + shlex.split(args.train_args)
 
 
 class StepTimes:
@@ -116,11 +118,11 @@ def summarise(splits: list[dict]) -> dict:
 
 def timed_run(argv: list[str]) -> StepTimes:
     """run_gsm8k.main(argv) with trl's profiling durations and each optimizer step's wall time recorded."""
-    import trl
     from transformers import TrainerCallback
     from trl.extras import profiling
 
     import run_gsm8k
+    import training
 
     times = StepTimes()
 
@@ -131,7 +133,7 @@ def timed_run(argv: list[str]) -> StepTimes:
         def on_step_end(self, args, state, control, **kwargs):
             times.end()
 
-    class TimedGRPOTrainer(trl.GRPOTrainer):
+    class TimedTrainer(training.MemoryRTrainer):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.add_callback(StepCallback())
@@ -142,14 +144,14 @@ def timed_run(argv: list[str]) -> StepTimes:
         times.add(self.name, duration)
         return original_log(self, duration)
 
-    original_trainer = trl.GRPOTrainer
+    original_trainer = training.MemoryRTrainer
     profiling.ProfilingContext._log_metrics = record
-    trl.GRPOTrainer = TimedGRPOTrainer  # run_gsm8k imports GRPOTrainer from trl when it builds the trainer
+    training.MemoryRTrainer = TimedTrainer  # run_gsm8k imports its trainer from training when it builds it
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only this script's JSON line
             run_gsm8k.main(argv)
     finally:
-        trl.GRPOTrainer = original_trainer
+        training.MemoryRTrainer = original_trainer
         profiling.ProfilingContext._log_metrics = original_log
     return times
 
