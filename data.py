@@ -158,7 +158,8 @@ def load_source(name: str, folder: str, hub: str | None, hub_config: str | None,
         try:
             path = downloaded_file(folder, split)
         except OSError as e:
-            raise OSError(f"{name} split {split!r}: {e}; or pass --data_dir (or set ${DATA_ENV}) to a folder "
+            # FileNotFoundError: the scripts report it as one line, like a missing local file
+            raise FileNotFoundError(f"{name} split {split!r}: {e}; or pass --data_dir (or set ${DATA_ENV}) to a folder "
                           f"with {folder}/{split}.jsonl") from None
         rows = read_jsonl(path, convert)
     else:

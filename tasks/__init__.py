@@ -55,7 +55,7 @@ from typing import Callable
 
 import sandbox
 from answers import extract_xml_answer
-from data import load_source, resolve_data_dir
+from data import DOWNLOADS, load_source, resolve_data_dir
 from prompts import EXEMPLARS as WORD  # the GSM8K-style word problems
 # the families; names imported here but not used below are re-exported for `from tasks import ...`
 from tasks.code import (CODE_LIMITS, HUMANEVAL_EXEMPLAR_GOLDS, HUMANEVAL_EXEMPLARS, LCB_EXEMPLAR_GOLDS, LCB_EXEMPLARS,
@@ -134,6 +134,8 @@ class Task:
             src = f"reasoning-gym {self.rg_name} (train seed --seed, eval seed {RG_EVAL_SEED})"
         else:
             src = f"<data_dir>/{self.source.folder}/ or Hub {self.source.hub or '(none known: needs --data_dir)'}"
+            if (self.source.folder, "test") in DOWNLOADS:
+                src = f"<data_dir>/{self.source.folder}/ or the pinned download {DOWNLOADS[self.source.folder, 'test'].url}"
             if self.source.local_splits:
                 src += f" (offline: {', '.join(self.source.local_splits)} only)"
         return {"task": self.name, "source": src, "verifier": self.verifier, "integer_answers": self.integer_answers,
@@ -314,7 +316,7 @@ def _read_rows(task: Task, split: str, data_dir) -> list[dict]:
     local = resolve_data_dir(data_dir)
     if local is None and src.hub_files:
         return _hub_json_rows(task)
-    if local is None and src.hub is None:
+    if local is None and src.hub is None and (src.folder, split) not in DOWNLOADS:  # MAWPS, ASDiv: a pinned download
         raise ValueError(f"{task.name} has no Hub copy known to this project: pass --data_dir (or set $MEMORYR_DATA_DIR) "
                          f"to a folder with {src.folder}/{split}.jsonl")
     return load_source(task.name, src.folder, src.hub, src.hub_config, src.hub_splits.get(split, split), split,
