@@ -31,6 +31,10 @@ Reported per cell (one JSON, printed and written to --out):
   questions, so the correlation says how much the key restriction changes it.
 - original_order: the exploit and explore AUCs (within question and pooled) of step 4, beside the
   frozen ones; their gap is what the original's order adds by letting each completion meet itself.
+- selection: what `--select_questions memory` would know. An outcome memory (`focus.OutcomeMemory`, the cell's k)
+  holds the right/wrong counts of the fill questions written so far; the AUC of its predicted outcome variance
+  p(1-p) for each eval question against that question's realised nonzero spread (some of its G right, some wrong),
+  with the share of eval questions that had one. At 0% written every prediction is the prior's: AUC 0.5.
 Null AUCs mean no question had both right and wrong completions (nothing to tell apart).
 
 Choices:
@@ -61,7 +65,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis import correlation, grouped_auc  # noqa: E402
+from analysis import auc, correlation, grouped_auc  # noqa: E402
+from focus import MIXED, OutcomeMemory, group_outcome  # noqa: E402
 from ir_knn_st import DEFAULT_EMBEDDER, MemoryReward, load_embedder  # noqa: E402
 from records import portable  # noqa: E402
 from tasks import TASKS, exemplars, load_task, parse_options  # noqa: E402
@@ -226,6 +231,16 @@ def score_cell(mem, eval_rows, eval_completions, k: int) -> dict:
     return cell
 
 
+def selection_cell(embedder, fill_rows, fill_right, eval_rows, eval_right, k: int) -> dict:
+    """AUC of the outcome memory's predicted variance p(1-p), filled with `fill_right`, against each eval question's
+    realised nonzero spread in `eval_right` (one list of bools per question); None without both kinds of question."""
+    memory = OutcomeMemory(k, "unused", model=embedder)
+    memory.record([r["question"] for r in fill_rows], fill_right)
+    p, _ = memory.predict([r["question"] for r in eval_rows])
+    mixed = [group_outcome(c) == MIXED for c in eval_right]
+    return {"auc": auc(p * (1 - p), mixed), "mixed_fraction": float(np.mean(mixed))}
+
+
 def write_first_copy(mem, k: int) -> MemoryReward:
     """A copy of `mem` (its memories, windows and question cache, through save and load) that scores in the
     original's order (`memory_write_first`), with k neighbours and no explore warm-up; `mem` is untouched."""
@@ -277,6 +292,8 @@ def main(argv=None) -> dict:
     embedder = CachedEncoder(load_embedder(args.embedder, device="cpu"))
     funcs, _ = rewards.make_reward_funcs("memoryr+", max(args.k), task=args.task, embedder=embedder, explore_warmup=0)
     mem = rewards.stateful_rewards(funcs)[0]
+    right = {split: [[mem.is_correct(c, r["answer"]) for c in cs] for r, cs in zip(rows, samples[split])]
+             for split, rows in (("test", eval_rows), ("train", fill_rows))}
     cells, written = [], 0
     for fraction, target in warmup_points(args.n_fill):
         for lo in range(written, target, args.fill_batch):  # the training path: score, then write
@@ -288,7 +305,8 @@ def main(argv=None) -> dict:
         written = target
         for k in args.k:
             cells.append({"fill_fraction": fraction, "fill_questions": written, **score_cell(mem, eval_rows, samples["test"], k),
-                          "original_order": score_cell_original(mem, eval_rows, samples["test"], k, args.fill_batch)})
+                          "original_order": score_cell_original(mem, eval_rows, samples["test"], k, args.fill_batch),
+                          "selection": selection_cell(embedder, fill_rows[:written], right["train"][:written], eval_rows, right["test"], k)})
 
     def accuracy(rows, completions):
         right = [mem.is_correct(c, r["answer"]) for r, cs in zip(rows, completions) for c in cs]

@@ -171,6 +171,8 @@ def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
             r = c["original_order"][name]
             assert (r["mean"] is None) == (r["groups_both"] == 0) and r["groups"] == 3
             assert r["mean"] is None or 0.0 <= r["mean"] <= 1.0
+        sel = c["selection"]  # the outcome memory's prediction of spread: None when no eval question was mixed (or all were)
+        assert (sel["auc"] is None) == (sel["mixed_fraction"] in (0.0, 1.0))
         sizes = c["memory"]
         # only the fill set is written (G completions per fill question); the eval set never is
         assert sizes["success_values"] + sizes["failure_values"] == c["fill_questions"] * 2
@@ -186,3 +188,18 @@ def test_memory_mechanism_end_to_end(tiny_model_dir, data_dir, tmp_path):
     again = mm.main([a if a != str(tiny_model_dir) else str(tmp_path / "no-model") for a in argv] + ["--cache", cache])
     assert again["cells"] == cells
     assert len(open(cache).readlines()) == len(rows)
+
+
+def test_selection_cell_ranks_questions_like_mixed_ones_first(embedder):
+    fill = [{"question": q} for q in ("Tom has 3 apples and buys 4 more apples. How many apples?",
+                                      "A basket holds 6 apples; 3 apples are added. How many apples?",
+                                      "A train travels 60 km per hour for 3 hours. How far does the train go?",
+                                      "How far does a train at 80 km per hour get in 4 hours?")]
+    fill_right = [[True] * 4, [True] * 4, [True, False] * 2, [False, True] * 2]  # apples always right, trains mixed
+    evals = [{"question": "Sam has 2 apples and gets 6 apples. How many apples?"},
+             {"question": "A train runs 50 km per hour for 5 hours. How far does it go?"}]
+    cell = mm.selection_cell(embedder, fill, fill_right, evals, [[True] * 4, [True, False, False, True]], k=2)
+    assert cell == {"auc": 1.0, "mixed_fraction": 0.5}
+    empty = mm.selection_cell(embedder, [], [], evals, [[True] * 4, [True, False, False, True]], k=2)
+    assert empty["auc"] == 0.5  # nothing recorded: every question gets the prior's p = 0.5
+
