@@ -167,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_steps", type=int, default=50, help="optimizer steps between evals")
     g.add_argument("--eval_samples", type=int, default=-1, help="first N test questions for --do_eval; -1 = all")
     g.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate() call in eval")
-    g.add_argument("--use_vllm", type=int, nargs="?", const=1, default=None, help="vLLM rollouts; default: on when vllm is importable and CUDA is present")
+    # off unless asked: an installed vllm must not change a run's sampler (and its memory use) without a flag saying so
+    g.add_argument("--use_vllm", type=int, nargs="?", const=1, default=0,
+                   help="vLLM rollouts (CUDA; pip install -r requirements-gpu.txt); off unless given")
+    g.add_argument("--vllm_mode", default="colocate", choices=["colocate", "server"],
+                   help="colocate: vLLM inside each training process; server: a separate `trl vllm-serve` on its own GPUs")
+    g.add_argument("--vllm_gpu_memory_utilization", type=float, default=0.3,
+                   help="colocate: share of each GPU's memory vLLM takes beside training (server: set on trl vllm-serve)")
+    g.add_argument("--vllm_server_host", default="0.0.0.0", help="server mode: host of `trl vllm-serve`")
+    g.add_argument("--vllm_server_port", type=int, default=8000, help="server mode: port of `trl vllm-serve`")
     g.add_argument("--activation_checkpointing", default="auto", choices=["auto", "on", "off"],
                    help="recompute activations in the backward pass (exact: less memory, more time); auto = on with CUDA, off on CPU")
     g.add_argument("--report_to", default="tensorboard", choices=["tensorboard", "wandb", "none"], help="trainer logging backend")
@@ -200,6 +208,16 @@ def parse_args(p: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespac
     return args, given
 
 
+def check_vllm_args(p: argparse.ArgumentParser, args) -> None:
+    """vLLM settings make sense only with --use_vllm, and the memory share is a fraction."""
+    if not 0 < args.vllm_gpu_memory_utilization <= 1:
+        p.error(f"argument --vllm_gpu_memory_utilization: a fraction in (0, 1], got {args.vllm_gpu_memory_utilization}")
+    if not args.use_vllm:
+        for flag in ("vllm_mode", "vllm_gpu_memory_utilization", "vllm_server_host", "vllm_server_port"):
+            if getattr(args, flag) != p.get_default(flag):
+                p.error(f"argument --{flag}: applies to vLLM rollouts only; add --use_vllm")
+
+
 def check_args(p: argparse.ArgumentParser, args) -> None:
     """One argparse-style error for each bad value, naming the flag."""
     if args.k < 1:
@@ -212,6 +230,7 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
     if args.L < 1:
         p.error(f"argument --L: must be >= 1 token, got {args.L}")
+    check_vllm_args(p, args)
     check_task_args(p, args)
     for flag in ("memory_max_values", "norm_window"):
         if getattr(args, flag) < 1:
@@ -398,7 +417,8 @@ def grpo_config(args, cuda: bool, use_vllm: bool):
         # hardware
         bf16=cuda, activation_checkpointing={"auto": cuda, "on": True, "off": False}[args.activation_checkpointing],  # transformers 5 name
         use_cpu=not cuda,  # without it accelerate sees one process under torchrun on CPU
-        use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
+        use_vllm=use_vllm, vllm_mode=args.vllm_mode, vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+        vllm_server_host=args.vllm_server_host, vllm_server_port=args.vllm_server_port,
         # logging and checkpoints
         logging_steps=1, report_to=args.report_to, save_strategy="steps", save_steps=args.save_steps,
         eval_strategy="steps" if args.do_eval else "no", eval_steps=args.eval_steps,
@@ -415,9 +435,11 @@ def main(argv=None):
     import torch
 
     cuda = torch.cuda.is_available()
-    use_vllm = bool(args.use_vllm) if args.use_vllm is not None else (cuda and importlib.util.find_spec("vllm") is not None)
+    use_vllm = bool(args.use_vllm)
     if use_vllm and not cuda:
         p.error("argument --use_vllm: vLLM needs CUDA, and none is available")
+    if use_vllm and importlib.util.find_spec("vllm") is None:
+        p.error("argument --use_vllm: vllm is not installed (pip install -r requirements-gpu.txt)")
     config = grpo_config(args, cuda, use_vllm)
     data_dir = resolve_data_dir(args.data_dir)
 
