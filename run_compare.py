@@ -138,7 +138,7 @@ PRESETS = {
 # (and eval) every 30 steps, explore after 10% of the steps as there. Paths are relative: the device has no /work.
 PRESETS["gpu-sprint"] = {
     **PRESETS["cpu"], "model_name": "models/SmolLM2-135M-Instruct", "data_dir": None,  # chain_sum is generated: no data files
-    "methods": "r1,memoryr,memoryr+,memoryr-noscale,r1-noscale,memoryr-orig,memoryr-gate", "seeds": "0",
+    "methods": "r1,memoryr,memoryr+,r1-dapo,r1-select,memoryr-noscale,r1-noscale,memoryr-orig,memoryr-gate", "seeds": "0",
     "num_generations": 16, "bs": 8, "gc": 2, "max_steps": 120, "save_steps": 30, "train_args": "--explore_warmup 12",
 }
 # Used when neither a preset nor a flag sets the value (None = leave it to run_gsm8k.py / run_eval.py).
