@@ -258,3 +258,19 @@ def test_two_processes_with_every_completion_skipped_do_not_hang(tiny_model_dir,
     # a random model earns nothing: every group has zero spread and each process keeps one row, of loss 0
     assert [s["step"] for s in stats] == [1, 2]
     assert all(s["frac_reward_zero_std"] == 1.0 and s["skip/kept_fraction"] == 0.5 for s in stats)
+
+
+def test_curves_charge_dynamic_sampling_for_every_completion_it_generated(tmp_path):
+    from analysis import GENERATED, curve_vs_completions, step_axes
+
+    plain, dapo = tmp_path / "plain", tmp_path / "dapo"
+    for run, extra in ((plain, [{}, {}]), (dapo, [{GENERATED: 128}, {GENERATED: 192}])):
+        run.mkdir()
+        rows = [{"step": s + 1, "loss": 0.0, "step_time": 10.0 * (s + 1), **e} for s, e in enumerate(extra)]
+        (run / "training_stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    generated, seconds = step_axes([dapo], completions_per_step=64)
+    assert generated == {0: 0, 1: 128, 2: 320} and seconds == {0: 0, 1: 10, 2: 30}
+    assert curve_vs_completions({0: 0.3, 2: 0.4}, 64, generated) == [(0, 0.3), (320, 0.4)]
+    generated, _ = step_axes([plain, dapo], completions_per_step=64)  # two seeds: the mean x of each step
+    assert generated == {0: 0, 1: 96, 2: 224}
+    assert step_axes([], 64) == ({}, {})
