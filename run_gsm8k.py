@@ -348,13 +348,12 @@ def latest_checkpoint(output_dir) -> str | None:
 
 
 def reward_options(args) -> dict:
-    """The reward and memory flags, as keyword arguments of `rewards.make_reward_funcs` named exactly like the flags."""
-    names = ["embedder", "explore_warmup", "explore_warmup_unit", "memory_write_first", "memory_key_first_prompt",
-             "memory_max_values", "memory_max_keys", "norm_window", "exploit_weight", "explore_weight", "cosine_length_unit",
-             "outcome_ucb_c", "outcome_ucb_batch_c", "outcome_ucb_max_questions", "outcome_ucb_max_answers",
-             "outcome_ucb_weight", "novelty_weight", "embed_backend", "correct_reward",
-             "intrinsic_mix", "surprise_weight", "surprise_lr", "surprise_multiplier", "seed"]
-    return {n: getattr(args, n) for n in names}
+    """Every option the reward registry declares (`rewards.option_names`), as keyword arguments of
+    `rewards.make_reward_funcs` named exactly like the flags; an option with no flag here is an error naming it."""
+    missing = [n for n in rewards.option_names() if not hasattr(args, n)]
+    if missing:
+        raise ValueError(f"rewards.REWARDS declares options that are not flags of run_gsm8k.py: {', '.join('--' + n for n in missing)}")
+    return {n: getattr(args, n) for n in rewards.option_names()}
 
 
 def task_rows(split, args) -> list[dict]:

@@ -160,6 +160,88 @@ def test_reward_values_unchanged(cmd, recorded, data_dir, embedder):
             assert all(math.isfinite(v) for v in a[name])
 
 
+# --- the registry itself -------------------------------------------------------------------------------
+
+def test_every_list_is_derived_from_the_registry():
+    import rewards as R
+
+    assert R.INTRINSIC_REWARDS == tuple(n for n, s in R.REWARDS.items() if s.kind == R.INTRINSIC)
+    assert R.EXPLORATION_REWARDS == {s.method: n for n, s in R.REWARDS.items() if s.method}
+    assert all(m in R.METHODS and f"{m}_cosine" in R.USE_IR_CHOICES for m in R.EXPLORATION_REWARDS)
+    assert [n for n, _ in R.reward_plan("novelty_cosine", novelty_weight=3.0)][-2:] == ["cosine_reward", "novelty_reward"]
+    assert R.reward_plan("novelty", novelty_weight=3.0)[-1] == ("novelty_reward", 3.0)
+    assert set(R.intrinsic_ranges(R.reward_plan("memoryr+"))) == {"exploit_reward", "explore_reward"}
+
+
+def test_every_option_is_a_flag_with_the_registry_default():
+    import rewards as R
+    import run_gsm8k
+
+    p = run_gsm8k.build_parser()
+    args = p.parse_args([])
+    assert set(run_gsm8k.reward_options(args)) == set(R.option_names())
+    for spec in R.REWARDS.values():
+        if spec.weight_flag:
+            assert p.get_default(spec.weight_flag) == spec.default_weight, spec.name
+
+
+def test_a_new_reward_is_one_entry_and_its_function(monkeypatch):
+    import rewards as R
+
+    def brevity_reward(prompts, completions, **kwargs):
+        return [1.0 / (1 + len(str(c))) for c in completions]
+
+    monkeypatch.setitem(R.REWARDS, "brevity_reward", R.RewardSpec("brevity_reward", R.INTRINSIC, lambda ctx: brevity_reward,
+                                                                  weight_flag="brevity_weight", default_weight=0.5,
+                                                                  when=lambda run: run.method == "r1",
+                                                                  value_range=lambda options: (0.0, 1.0)))
+    assert R.reward_plan("r1")[-1] == ("brevity_reward", 0.5) and R.reward_plan("r1", brevity_weight=2.0)[-1][1] == 2.0
+    assert "brevity_reward" not in dict(R.reward_plan("memoryr"))
+    assert R.mix_plan("r1", "band")["intrinsic"] == {"brevity_reward": {"weight": 0.5, "range": [0.0, 1.0]}}
+    funcs, weights = R.make_reward_funcs("r1", intrinsic_mix="gate", brevity_weight=2.0)
+    assert funcs[-1].__name__ == "brevity_reward" and weights[-1] == 2.0
+    b = batches(0)
+    assert funcs[-1](**b) == [0.0] * 8  # gate: every group's extrinsic totals differ, so the intrinsic reward is off
+    import run_gsm8k
+
+    with pytest.raises(ValueError, match="not flags of run_gsm8k.py: --brevity_weight"):  # the flag is the one other edit
+        run_gsm8k.reward_options(run_gsm8k.build_parser().parse_args([]))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"kind": "bonus"}, "kind 'bonus' is neither"),
+    ({"kind": "intrinsic"}, "an intrinsic reward needs a value_range"),
+    ({"when": None}, "give exactly one of method and when"),
+    ({"name": "other_reward"}, "the key differs from its name"),
+])
+def test_a_malformed_entry_fails_at_start_up(change, message):
+    import dataclasses
+
+    import rewards as R
+
+    bad = {"int_reward": dataclasses.replace(R.REWARDS["int_reward"], **change)}
+    with pytest.raises(ValueError, match=f"REWARDS\\['int_reward'\\]: {message}"):
+        R.check_registry(bad)
+    R.check_registry(R.REWARDS)  # the real one is well formed
+
+
+def test_a_reward_without_an_entry_or_with_a_wrong_one_is_an_error(monkeypatch):
+    import dataclasses
+
+    import rewards as R
+
+    with pytest.raises(ValueError, match="'length_reward' is not in rewards.REWARDS"):
+        R.intrinsic_ranges([("length_reward", 1.0)])
+    with pytest.raises(ValueError, match="unknown reward option\\(s\\) novelty_wieght"):
+        R.make_reward_funcs("novelty", novelty_wieght=2.0)
+    monkeypatch.setitem(R.REWARDS, "outcome_ucb_reward", dataclasses.replace(R.REWARDS["outcome_ucb_reward"], state=None))
+    with pytest.raises(ValueError, match="declares state None, but its function's owner can save"):
+        R.make_reward_funcs("outcome_ucb")
+    monkeypatch.setitem(R.REWARDS, "int_reward", dataclasses.replace(R.REWARDS["int_reward"], build=lambda ctx: R.xmlcount_reward))
+    with pytest.raises(ValueError, match="built a function named 'xmlcount_reward'"):
+        R.make_reward_funcs("r1")
+
+
 if __name__ == "__main__":  # write the fixture with the code of the current directory (a checkout before the registry)
     from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 
