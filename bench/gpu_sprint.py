@@ -1071,7 +1071,8 @@ def unpack(files: Path, records: Path) -> list[Path]:
             new_config = json.loads((src / "compare_config.json").read_text())
             if (records / "compare_config.json").is_file():
                 old = json.loads((records / "compare_config.json").read_text())
-                changed = [k for k in run_compare.FIXED_SETTINGS if old.get(k) != new_config.get(k)]
+                changed = [k for k in run_compare.FIXED_SETTINGS  # in records.portable's form, as run_compare checks
+                           if not run_compare.same_setting(old.get(k), new_config.get(k))]
                 if changed:
                     raise SystemExit(f"error: {records} holds a sprint with other settings ({', '.join(changed)})")
                 old["seeds"] = sorted(set(old["seeds"]) | set(new_config["seeds"]))
