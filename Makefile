@@ -15,7 +15,8 @@ SFT_DIR := $(MODEL_DIR)-sft
 SFT_FLAGS := --task gsm8k,mawps,rg:chain_sum --holdout 300 --examples_per_task 100 \
 	--task_options '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}' \
 	--lr 1e-4 --nepochs 1 --bs 8 --gc 1 --max_length 512 --seed 0 --sampling length
-# Local data: ../shared/data when it exists (this project's machines), else the Hub.
+# Local data: ../shared/data when it exists (this project's machines), else the pinned downloads (SVAMP, MAWPS,
+# ASDiv; data.py) and the Hub. `make test` reads the small fixtures in tests/data when neither local copy exists.
 MEMORYR_DATA_DIR ?= $(if $(wildcard ../shared/data/gsm8k),$(abspath ../shared/data),)
 export MEMORYR_DATA_DIR
 # glibc's allocator: keep freed memory for reuse instead of handing multi-GB tensors (logits over a
