@@ -200,6 +200,20 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def code_sandbox_error(specs: list, unsafe_no_sandbox: bool = False) -> str | None:
+    """Why these tasks cannot run here (a code task, and no bubblewrap), or None. `unsafe_no_sandbox` (the scripts'
+    --unsafe_no_sandbox) allows the unsafe mode instead, with its one loud warning."""
+    if not any(t.runs_code for t in specs):
+        return None
+    if unsafe_no_sandbox:
+        sandbox.allow_unsafe()
+    try:
+        sandbox.default_mode()
+    except sandbox.SandboxUnavailable as e:
+        return f"--task {','.join(t.name for t in specs if t.runs_code)}: {e}"
+    return None
+
+
 def parse_options(text: str | dict | None) -> dict:
     """--task_options: a JSON object (or already a dict); anything else is a ValueError saying why."""
     if text is None or text == "":
@@ -217,7 +231,18 @@ def parse_options(text: str | dict | None) -> dict:
 
 def load_task(name: str, split: str = "test", data_dir: str | None = None, holdout: int = 0,
               options: dict | str | None = None, seed: int = 0) -> list[dict]:
-    """Rows `{"question", "answer"}` of a task's split. Bad names, options or holdouts are ValueErrors saying which."""
+    """Rows `{"question", "answer"}` of a task's split. Bad names, options or holdouts are ValueErrors saying which.
+
+    A converter may give a row a `train_question`, the prompt training shows (MBPP: one of its tests, so that the
+    graded ones are not all in the prompt); train rows take it as their question, and no row keeps the field."""
+    rows = _load_rows(name, split, data_dir, holdout, options, seed)
+    if not any("train_question" in r for r in rows):
+        return rows
+    question = "train_question" if split == "train" else "question"
+    return [{**{k: v for k, v in r.items() if k != "train_question"}, "question": r[question]} for r in rows]
+
+
+def _load_rows(name, split, data_dir, holdout, options, seed) -> list[dict]:
     task = get_task(name)
     options = parse_options(options)
     if split not in ("train", "test"):

@@ -1,5 +1,19 @@
-"""Code tasks (mbpp, humaneval, lcb): programs that must pass their problem's tests, run in the sandbox."""
+"""Code tasks (mbpp, humaneval, lcb): programs that must pass their problem's tests, run in the sandbox.
+
+A verdict is decided outside the process that runs the model's code (tasks/harness.py says how):
+- MBPP and HumanEval: the model's code runs in one sandbox and serves calls; the problem's own tests (MBPP's
+  asserts, HumanEval's `check`) run in a second sandbox, a clean interpreter, calling it through proxies, and
+  print a random token only if every test passed. Values cross as type-tagged literals, so an object that
+  equals everything, patched builtins or patched frames cannot change a comparison the tests make.
+- LiveCodeBench, functional: the model's function is called on each test's arguments in the sandbox, and its
+  results come back as literals, compared with the expected values here. The sandbox never sees the answers.
+- LiveCodeBench, standard input: the program runs once per test with the test's input as its stdin, and its
+  stdout is compared here, line by line. Tests run in order and stop at the first failure.
+Exiting early (sys.exit, os._exit, a signal) never passes.
+"""
+import ast
 import base64
+import builtins
 import collections
 import hashlib
 import io
@@ -9,46 +23,80 @@ import re
 import secrets
 import threading
 import zlib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 import sandbox
 from answers import extract_program
 from prompts import CODE_INSTRUCTION, STDIN_INSTRUCTION
+from tasks import harness
 
-# A verdict runs one program: the model's code, then the problem's tests in the same namespace, then a
-# line with a random token that only a run reaching the end prints. Exiting early (sys.exit, os._exit,
-# a signal) never passes. The token sits in the program's own process, so code written to find and print
-# it could forge a pass: the sandbox bounds what a program can do, it does not make its verdict unforgeable.
-
-CODE_LIMITS = sandbox.Limits()  # MBPP and HumanEval: a function and a few asserts
-# LiveCodeBench: all of a problem's tests (often dozens, some large) in one run; LCB's own harness gives 6 s per test
-LCB_LIMITS = sandbox.Limits(cpu_s=12, wall_s=20, memory_mb=512)
+CODE_LIMITS = sandbox.Limits()  # MBPP and HumanEval: each of the two processes, a function and a few asserts
+# LiveCodeBench: each test in its own run, as LiveCodeBench's own harness gives 6 s per test
+LCB_LIMITS = sandbox.Limits(cpu_s=6, wall_s=10, memory_mb=512)
+LCB_CALL_LIMITS = sandbox.Limits(cpu_s=12, wall_s=20, memory_mb=512)  # functional: every test's call in one run
 VERDICT_CACHE = 4096  # verdicts remembered per code task: a step's completions, scored by several rewards, run once
+HARNESS_SOURCE = Path(harness.__file__).read_text(encoding="utf-8")  # the first part of every program run in the sandbox
 
 
-def _program(parts: list[tuple[str, str]], token: str) -> str:
-    """Python source running each (name, source) part in one namespace, in order, then printing `token`."""
-    lines = ["import sys", "_ns = {'__name__': 'solution', '__builtins__': __builtins__}"]
-    for name, source in parts:
-        lines.append(f"exec(compile({source!r}, {name!r}, 'exec'), _ns)")
-    lines.append(f"print({token!r}, flush=True)")
-    return "\n".join(lines) + "\n"
+def harness_program(entry: str, job: dict) -> str:
+    """Python source running `harness.<entry>(job)` in the sandbox: the harness, then the call with the job as JSON."""
+    return f"{HARNESS_SOURCE}\n{entry}(json.loads({json.dumps(job)!r}))\n"
 
 
 def mbpp_question(text: str, tests: list[str]) -> str:
     return f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests) + f"\n\n{CODE_INSTRUCTION}"
 
 
+def mbpp_train_question(text: str, tests: list[str]) -> str:
+    """A training prompt: the first test only, which fixes the function's name and signature; the rest stay hidden."""
+    return f"{text.strip()}\nYour code should pass this test, among others:\n{tests[0]}\n\n{CODE_INSTRUCTION}"
+
+
 def _mbpp(row):
+    """MBPP's row: the eval prompt shows the three tests of `test_list` (the benchmark's own prompt); the train
+    prompt (`train_question`) shows one. Graded on `test_list` plus `challenge_test_list` where a row has one."""
     tests = [str(t) for t in row["test_list"]]
     if not tests:
         raise ValueError("test_list is empty")
-    gold = {"answer": str(row.get("code", "")).replace("\r\n", "\n"), "setup": row.get("test_setup_code") or "", "tests": tests}
-    return {"question": mbpp_question(row["text"], tests), "answer": json.dumps(gold)}
+    graded = tests + [str(t) for t in row.get("challenge_test_list") or []]
+    gold = {"answer": str(row.get("code", "")).replace("\r\n", "\n"), "setup": row.get("test_setup_code") or "",
+            "tests": graded}
+    return {"question": mbpp_question(row["text"], tests), "answer": json.dumps(gold),
+            "train_question": mbpp_train_question(row["text"], tests)}
 
 
-def _mbpp_job(code: str, gold: dict, token: str):
-    parts = [("solution.py", code), ("setup.py", gold.get("setup") or ""), ("tests.py", "\n".join(gold["tests"]))]
-    return _program(parts, token), "", CODE_LIMITS
+def _pair(candidate_parts: list, checker_parts: list, entry_point: str | None, limits: sandbox.Limits, shadows=()):
+    """A check in two sandboxes (harness.serve and harness.check): right when the checker prints its token.
+    `shadows`: builtins' names that the checker takes from the candidate (the problem's own function names)."""
+    token = secrets.token_hex(16)
+    candidate = harness_program("serve", {"parts": candidate_parts})
+    checker = harness_program("check", {"parts": checker_parts, "entry_point": entry_point, "token": token,
+                                        "shadows": list(shadows)})
+
+    def verdict(mode: str) -> bool:
+        _, out = sandbox.run_pair(candidate, checker, limits, mode)
+        return out.ok and out.last_line() == token
+
+    return verdict
+
+
+def builtins_redefined(reference: str) -> list[str]:
+    """Names of builtins that a reference program defines at its top level (MBPP task 126's function is `sum`)."""
+    try:
+        tree = ast.parse(reference)
+    except (SyntaxError, ValueError):
+        return []
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return sorted(n for n in defined if hasattr(builtins, n))
+
+
+def _mbpp_job(code: str, gold: dict):
+    """The test setup (which may build objects from the model's classes) runs after the model's code, on its side;
+    the asserts run in the checker."""
+    candidate = [("solution.py", code), ("setup.py", gold.get("setup") or "")]
+    return _pair(candidate, [("tests.py", "\n".join(gold["tests"]))], None, CODE_LIMITS,
+                 shadows=builtins_redefined(gold.get("answer") or ""))
 
 
 def humaneval_question(prompt: str) -> str:
@@ -61,14 +109,14 @@ def _humaneval(row):
     return {"question": humaneval_question(row["prompt"]), "answer": json.dumps(gold)}
 
 
-def _humaneval_job(code: str, gold: dict, token: str):
+def _humaneval_job(code: str, gold: dict):
     """The prompt (its imports and helpers; its stub is a valid function), then the model's program: a whole
-    function replaces the stub, a bare body continues it. Then the problem's `check` on the entry point."""
+    function replaces the stub, a bare body continues it. The checker runs the prompt (for its helpers) and the
+    problem's `check` on a proxy of the entry point."""
     entry = gold["entry_point"]
     whole = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
-    parts = [("prompt.py", gold["prompt"]), ("solution.py", code)] if whole else [("solution.py", gold["prompt"] + code)]
-    parts.append(("tests.py", gold["test"] + f"\ncheck({entry})\n"))
-    return _program(parts, token), "", CODE_LIMITS
+    candidate = [("prompt.py", gold["prompt"]), ("solution.py", code)] if whole else [("solution.py", gold["prompt"] + code)]
+    return _pair(candidate, [("prompt.py", gold["prompt"]), ("tests.py", gold["test"])], entry, CODE_LIMITS)
 
 
 def lcb_question(content: str, starter_code: str = "") -> str:
@@ -101,6 +149,8 @@ def decode_lcb_tests(field) -> list[dict]:
     return json.loads(text)
 
 
+
+
 def _lcb(row):
     public = row["public_test_cases"]
     tests = (json.loads(public) if isinstance(public, str) else list(public)) + decode_lcb_tests(row.get("private_test_cases"))
@@ -118,18 +168,12 @@ def _lcb(row):
     return {"question": lcb_question(row["question_content"], row.get("starter_code", "")), "answer": json.dumps(gold)}
 
 
-# Runs inside the sandbox after the model's code: LiveCodeBench's two kinds of test. Standard-input
-# programs are run once per test with the test's input as stdin and their output compared line by line
-# (stripped; lines of numbers compare as decimals); functional ones call `Solution().<func_name>` (or a
-# top-level function of that name) with one JSON value per input line and compare the JSON result.
-_LCB_CHECK = r'''
-import io, json, sys
-from decimal import Decimal, InvalidOperation
-_PRELUDE = ("from typing import *\nfrom collections import *\nfrom heapq import *\nfrom bisect import *\n"
-            "from itertools import *\nfrom functools import *\nimport bisect, collections, functools, heapq, itertools, math, re, string, sys\n")
-def _lines(text):
+def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.strip().split("\n")]
-def _same_line(a, b):
+
+
+def _same_line(a: str, b: str) -> bool:
+    """Equal lines, or lines of numbers equal as decimals ("1.50 2" = "1.5 2")."""
     if a == b:
         return True
     try:
@@ -137,51 +181,80 @@ def _same_line(a, b):
     except (InvalidOperation, ValueError):
         return False
     return len(x) == len(y) and x == y
-def _plain(v):
-    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
-def _fresh(name):
-    ns = {"__name__": name, "__builtins__": __builtins__}
-    exec(_PRELUDE, ns)
-    return ns
-_gold = json.loads(_GOLD)
-_code = compile(_SOLUTION, "solution.py", "exec")
-if _gold["testtype"] == "stdin":
-    for _t in _gold["tests"]:
-        _out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-        sys.stdin, sys.stdout = io.TextIOWrapper(io.BytesIO(_t["input"].encode("utf-8")), encoding="utf-8"), _out
+
+
+def same_output(got: str, want: str) -> bool:
+    """LiveCodeBench's standard-input comparison: the same lines, stripped, each equal or equal as numbers."""
+    got_lines, want_lines = _lines(got), _lines(want)
+    return len(got_lines) == len(want_lines) and all(_same_line(a, b) for a, b in zip(got_lines, want_lines))
+
+
+def _plain(value):
+    """Tuples as lists, all the way down: a JSON answer cannot tell them apart."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def same_results(stdout: str, expected: list) -> bool:
+    """Do the answers `harness.call_each` printed equal the expected values, one a line, all of them?"""
+    lines = stdout.splitlines()
+    if len(lines) != len(expected):
+        return False
+    for line, want in zip(lines, expected):
         try:
-            exec(_code, _fresh("__main__"))
-        except SystemExit:
-            pass
-        finally:
-            sys.stdin, sys.stdout = sys.__stdin__, sys.__stdout__
-        _out.flush()
-        got, want = _lines(_out.buffer.getvalue().decode("utf-8", "replace")), _lines(_t["output"])
-        assert len(got) == len(want) and all(_same_line(a, b) for a, b in zip(got, want)), "wrong output"
-else:
-    _ns = _fresh("solution")
-    exec(_code, _ns)
-    _name = _gold["func_name"]
-    _f = getattr(_ns["Solution"](), _name) if "Solution" in _ns else _ns[_name]
-    for _t in _gold["tests"]:
-        _args = [json.loads(line) for line in _t["input"].split("\n") if line.strip()]
-        assert _plain(_f(*_args)) == _plain(json.loads(_t["output"])), "wrong result"
-'''
+            answer = json.loads(line)
+            if type(answer) is not dict or "ok" not in answer:
+                return False
+            got = harness.decode(answer["ok"])
+            if _plain(got) != _plain(want):  # plain data on both sides: no object of the program's compares here
+                return False
+        except (ValueError, RecursionError, harness.ProtocolError):
+            return False
+    return True
 
 
-def _lcb_job(code: str, gold: dict, token: str):
-    check = f"_SOLUTION = {code!r}\n_GOLD = {json.dumps(gold)!r}\n{_LCB_CHECK}"
-    return _program([("tests.py", check)], token), "", LCB_LIMITS
+def _lcb_job(code: str, gold: dict):
+    """Functional problems: one run calls the function on every test's arguments, and the results are compared
+    here. Standard-input problems: one run per test, in order, its stdout compared here; the first failure ends it."""
+    tests = gold["tests"]
+    if gold["testtype"] == "functional":
+        try:
+            calls = [[harness.encode(json.loads(line)) for line in t["input"].split("\n") if line.strip()] for t in tests]
+            expected = [json.loads(t["output"]) for t in tests]
+        except (ValueError, TypeError):  # a malformed gold: nothing can pass it
+            return None
+        program = harness_program("call_each", {"parts": [("prelude.py", harness.PRELUDE), ("solution.py", code)],
+                                                "func_name": gold["func_name"], "calls": calls})
+
+        def functional(mode: str) -> bool:
+            out = sandbox.run(program, "", LCB_CALL_LIMITS, mode)
+            return out.ok and same_results(out.stdout, expected)
+
+        return functional
+    program = harness_program("run_main", {"code": code})
+
+    def stdin_tests(mode: str) -> bool:
+        for t in tests:
+            out = sandbox.run(program, t["input"], LCB_LIMITS, mode)
+            if not (out.ok and same_output(out.stdout, t["output"])):
+                return False
+        return True
+
+    return stdin_tests
 
 
 class CodeVerifier:
     """The verifier of a code task: (answer text, gold) -> does the program in it pass the gold's tests?
 
-    Builds one program per (answer, gold) with the task's `job` (source, stdin, limits) and runs it in the
-    sandbox; `batch` runs a batch's programs in parallel. Verdicts are remembered (last VERDICT_CACHE pairs,
-    keyed by a hash of the pair), so the rewards and the memory that all ask about a step's completions run
-    each program once. A memo, not state: the same program against the same tests gets the same verdict.
-    Never raises for what a completion holds.
+    `job(code, gold)` builds a check for one (answer, gold): a function of the sandbox mode that runs the
+    programs and returns the verdict (None: nothing can pass, a malformed gold). `batch` runs a batch's checks
+    in parallel. Verdicts are remembered (last VERDICT_CACHE pairs, keyed by a hash of the pair), so the rewards
+    and the memory that all ask about a step's completions run each program once. A memo, not state: the same
+    program against the same tests gets the same verdict. Never raises for what a completion holds; raises
+    `sandbox.SandboxUnavailable` where bubblewrap cannot start and the unsafe mode was not allowed.
     """
 
     def __init__(self, job):
@@ -193,18 +266,18 @@ class CodeVerifier:
         return hashlib.sha256(f"{answer}\x00{gold}".encode("utf-8", "replace")).hexdigest()
 
     def _prepare(self, answer, gold):
-        """(program, stdin, limits, token) to run, or None when there is nothing runnable (no code, bad gold)."""
+        """The check to run, or None when there is nothing runnable (no code, a bad gold)."""
         code = extract_program(answer) if isinstance(answer, str) else ""
         if not code.strip():
             return None
         try:
             meta = json.loads(gold)
-        except (TypeError, ValueError):
+            return self.job(code, meta)
+        except (TypeError, ValueError, KeyError):
             return None
-        token = secrets.token_hex(16)
-        return (*self.job(code, meta, token), token)
 
     def batch(self, answers: list[str], golds: list[str]) -> list[bool]:
+        mode = sandbox.default_mode()  # refuses here, before any program runs, where there is no sandbox
         keys = [self._key(a, g) for a, g in zip(answers, golds)]
         with self._lock:
             known = {k: self._verdicts[k] for k in keys if k in self._verdicts}
@@ -212,10 +285,10 @@ class CodeVerifier:
         for k, a, g in zip(keys, answers, golds):
             if k not in known and k not in todo:
                 todo[k] = self._prepare(a, g)
-        runnable = [(k, job) for k, job in todo.items() if job is not None]
-        outcomes = sandbox.run_many([job[:3] for _, job in runnable]) if runnable else []
+        runnable = [(k, check) for k, check in todo.items() if check is not None]
+        verdicts = sandbox.parallel([lambda check=check: check(mode) for _, check in runnable]) if runnable else []
         fresh = {k: False for k in todo}
-        fresh.update({k: out.ok and out.last_line() == job[3] for (k, job), out in zip(runnable, outcomes)})
+        fresh.update({k: bool(v) for (k, _), v in zip(runnable, verdicts)})
         with self._lock:
             for k, v in fresh.items():
                 self._verdicts[k] = v

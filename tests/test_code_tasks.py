@@ -2,6 +2,7 @@
 import base64
 import json
 import pickle
+import re
 import zlib
 
 import pytest
@@ -44,7 +45,8 @@ def test_mbpp_rows_prompts_and_reference(data_dir):
     row = test[0]
     gold = json.loads(row["answer"])
     assert row["question"].startswith("Write a python function to remove first and last occurrence")
-    assert all(a in row["question"] for a in gold["tests"]) and row["question"].endswith(CODE_INSTRUCTION)
+    assert all(a in row["question"] for a in gold["tests"][:3]) and row["question"].endswith(CODE_INSTRUCTION)
+    assert len(gold["tests"]) == 3 + len(json.loads(open(data_dir / "mbpp" / "test.jsonl").readline())["challenge_test_list"])
     assert "\r" not in gold["answer"] and t.gold_answer(row["answer"]) == gold["answer"]
     assert t.is_correct(format_completion("The reference.", fenced(gold["answer"])), row["answer"])
     # task 367 (in test) needs its test_setup_code: the reference passes only with it
@@ -146,3 +148,130 @@ def test_dry_run_lists_the_code_tasks(capsys, data_dir):
     assert info["task"] == "mbpp" and info["train_rows"] == rows_expected("mbpp", "train") \
         and info["test_rows"] == rows_expected("mbpp", "test")
     assert info["sandbox"] in ("bubblewrap", "rlimits") and "sandbox" in info["verifier"]
+
+
+# --- reward hacking: each of these programs passed the in-process harness; the verdict is now made elsewhere ---
+
+ALWAYS_EQUAL = ("class _Yes:\n    def __eq__(self, other):\n        return True\n    def __ne__(self, other):\n"
+                "        return False\n    def __bool__(self):\n        return True\n    def __hash__(self):\n        return 0\n")
+
+
+def mbpp_row(data_dir, index=0):
+    return tasks.load_task("mbpp", "test", str(data_dir))[index]
+
+
+def verdict(task, program, gold):
+    return tasks.get_task(task).is_correct(format_completion("r", fenced(program)), gold)
+
+
+def test_an_object_equal_to_everything_fails(data_dir, lcb_data):
+    mbpp = mbpp_row(data_dir)  # remove_Occ
+    assert not verdict("mbpp", ALWAYS_EQUAL + "def remove_Occ(*args):\n    return _Yes()", mbpp["answer"])
+    assert not verdict("mbpp", ALWAYS_EQUAL + "class str(str):\n    pass\ndef remove_Occ(*args):\n    return _Yes()",
+                       mbpp["answer"])
+    humaneval = tasks.load_task("humaneval", "test", str(data_dir))[0]
+    assert not verdict("humaneval", ALWAYS_EQUAL + "def has_close_elements(numbers, threshold):\n    return _Yes()",
+                       humaneval["answer"])
+    functional = tasks.load_task("lcb", "test", str(lcb_data))[2]  # largest
+    assert not verdict("lcb", ALWAYS_EQUAL + "class Solution:\n    def largest(self, nums):\n        return _Yes()",
+                       functional["answer"])
+
+
+def test_patched_exec_and_compile_decide_nothing(data_dir):
+    """A no-op exec ran the tests through nothing; compile with optimize=1 stripped their asserts."""
+    gold = mbpp_row(data_dir)["answer"]
+    no_exec = "import builtins\nbuiltins.exec = lambda *a, **k: None\ndef remove_Occ(s, ch):\n    return s"
+    no_asserts = ("import builtins\n_compile = builtins.compile\n"
+                  "builtins.compile = lambda *a, **k: _compile(*a, **{**k, 'optimize': 1})\n"
+                  "def remove_Occ(s, ch):\n    return s")
+    assert not verdict("mbpp", no_exec, gold) and not verdict("mbpp", no_asserts, gold)
+    humaneval = tasks.load_task("humaneval", "test", str(data_dir))[0]["answer"]
+    assert not verdict("humaneval", no_exec.replace("remove_Occ(s, ch)", "has_close_elements(a, b)"), humaneval)
+    assert not verdict("humaneval", no_asserts.replace("remove_Occ(s, ch)", "has_close_elements(a, b)"), humaneval)
+
+
+def test_the_pass_token_cannot_be_read_and_printed(data_dir):
+    """From the program's own file, or from the frames above it: in the checker's process, where it lives, the
+    model's code never runs."""
+    gold = mbpp_row(data_dir)["answer"]
+    from_file = ("import os, re, sys\nfor path in [sys.argv[0], '/sandbox/program.py']:\n    try:\n"
+                 "        found = re.findall(r'[0-9a-f]{32}', open(path).read())\n    except OSError:\n        continue\n"
+                 "    if found:\n        print(found[-1], flush=True)\n        os._exit(0)\n")
+    from_frames = ("import os, re, sys\nf = sys._getframe()\nseen = []\nwhile f:\n    for v in list(f.f_globals.values()) + "
+                   "list(f.f_locals.values()) + list(f.f_code.co_consts):\n"
+                   "        if isinstance(v, str):\n            seen += re.findall(r'[0-9a-f]{32}', v)\n    f = f.f_back\n"
+                   "if seen:\n    print(seen[-1], flush=True)\n    os._exit(0)\n")
+    assert not verdict("mbpp", from_file, gold) and not verdict("mbpp", from_frames, gold)
+
+
+def test_lcb_stdin_checker_helpers_and_answers_are_out_of_reach(lcb_data):
+    """The in-process checker's helpers could be replaced through the caller's frame, and its answer key read."""
+    stdin_row = tasks.load_task("lcb", "test", str(lcb_data))[0]  # sum of N integers
+    patch_helpers = ("import sys\nf = sys._getframe(1)\nwhile f is not None:\n"
+                     "    f.f_globals.update(_same_line=lambda a, b: True, _lines=lambda t: [''])\n    f = f.f_back\n")
+    read_answers = ("import json, sys\nf = sys._getframe(1)\nwhile f is not None:\n    gold = f.f_globals.get('_GOLD')\n"
+                    "    if gold:\n        data = sys.stdin.read()\n        for t in json.loads(gold)['tests']:\n"
+                    "            if t['input'] == data:\n                print(t['output'])\n        break\n    f = f.f_back\n")
+    assert not verdict("lcb", patch_helpers, stdin_row["answer"])
+    assert not verdict("lcb", read_answers, stdin_row["answer"])
+
+
+def _lookup_table(question: str) -> str:
+    """A program answering exactly the asserts a prompt shows (`assert f(args) == value`), and nothing else."""
+    import ast
+
+    table, name = {}, None
+    for line in question.splitlines():
+        if line.startswith("assert "):
+            test = ast.parse(line).body[0].test
+            call = test.left
+            name = call.func.id
+            table[ast.unparse(ast.Tuple(call.args))] = ast.unparse(test.comparators[0])
+    entries = ", ".join(f"repr({k}): {v}" for k, v in table.items())
+    return f"def {name}(*args):\n    return {{{entries}}}.get(repr(args))"
+
+
+def test_a_lookup_table_of_the_training_prompts_test_fails(data_dir):
+    train = tasks.load_task("mbpp", "train", str(data_dir))
+    row = next(r for r in train if "Pair(" not in r["question"] and "==" in r["question"])
+    shown = [line for line in row["question"].splitlines() if line.startswith("assert ")]
+    assert len(shown) == 1 and len(json.loads(row["answer"])["tests"]) >= 3  # one shown, all graded
+    assert not verdict("mbpp", _lookup_table(row["question"]), row["answer"])
+    # the evaluation prompt stays MBPP's own, with its three tests
+    assert sum(line.startswith("assert ") for line in mbpp_row(data_dir)["question"].splitlines()) == 3
+
+
+def test_challenge_tests_are_graded(data_dir):
+    """A row with a challenge_test_list: a lookup table of the three tests its (evaluation) prompt shows fails."""
+    rows = tasks.load_task("mbpp", "test", str(data_dir))
+    row = next(r for r in rows if len(json.loads(r["answer"])["tests"]) > 3)
+    assert verdict("mbpp", tasks.get_task("mbpp").gold_answer(row["answer"]), row["answer"])
+    assert not verdict("mbpp", _lookup_table(row["question"]), row["answer"])
+
+
+def test_a_value_that_is_not_plain_data_has_no_truth_value(data_dir):
+    """MBPP's `assert f(x)` tests: an object crosses as a reference, and a reference is neither true nor false."""
+    rows = tasks.load_task("mbpp", "train", str(data_dir)) + tasks.load_task("mbpp", "test", str(data_dir))
+    row = next(r for r in rows if all(re.fullmatch(r"assert \w+\(.*\)", t) for t in json.loads(r["answer"])["tests"]))
+    name = re.match(r"assert (\w+)\(", json.loads(row["answer"])["tests"][0]).group(1)
+    assert not verdict("mbpp", f"def {name}(*args):\n    return object()", row["answer"])
+    assert not verdict("mbpp", f"def {name}(*args):\n    return [object()]", row["answer"])
+
+
+@pytest.mark.parametrize("literal", [["i", "zz"], ["l", "abc"], ["d", [[["l", []], ["N"]]]], ["r", 1], ["x"], "s", None,
+                                     ["b", 1], ["s", 5]])
+def test_malformed_literals_are_protocol_errors(literal):
+    from tasks import harness
+
+    with pytest.raises(harness.ProtocolError):
+        harness.decode(literal)
+
+
+def test_literals_round_trip_by_exact_type():
+    from tasks import harness
+
+    value = [None, True, 3, -2 ** 70, 1.5, float("inf"), 2j, "x\ny", b"\x00", (1, [2]), {"a": {3}}, frozenset({4})]
+    assert harness.decode(json.loads(json.dumps(harness.encode(value)))) == value
+    assert type(harness.decode(harness.encode((1,)))) is tuple
+    with pytest.raises(TypeError, match="not plain data"):
+        harness.encode(object())

