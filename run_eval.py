@@ -50,7 +50,7 @@ from answers import extract_xml_answer
 from data import read_jsonl
 from models import full_model_dir, model_path_error
 from prompts import SYSTEM_PROMPT, build_messages
-from tasks import TASKS, exemplars, get_task, load_task, parse_options
+from tasks import TASKS, code_sandbox_error, exemplars, get_task, load_task, parse_options
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
 EVAL_PYTHON_ENV = "MEMORYR_EVAL_PYTHON"  # the eval venv's python, if not .venv-eval/bin/python beside this file
@@ -71,6 +71,8 @@ def parse_args(argv=None):
     g.add_argument("--max_samples", type=int, default=None, help="first N questions of each task (default: all)")
     g.add_argument("--responses", default=None,
                    help="score this jsonl of {response, gold} instead of generating (one --task)")
+    g.add_argument("--unsafe_no_sandbox", action="store_true",
+                   help="code tasks: run model-written programs even where bubblewrap cannot start (no sandbox; warns)")
     g = p.add_argument_group("prompt and generation")
     g.add_argument("--num_shots", type=int, default=0, help="exemplars of the task (tasks.py)")
     g.add_argument("--seed", type=int, default=0, help="picks the exemplars")
@@ -96,6 +98,9 @@ def parse_args(argv=None):
             exemplars(t, args.num_shots)
     except ValueError as e:
         p.error(str(e))
+    sandbox_error = code_sandbox_error([get_task(t) for t in args.tasks], args.unsafe_no_sandbox)
+    if sandbox_error:
+        p.error(sandbox_error)
     for flag in ("max_new_tokens", "batch_size"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} must be positive, got {getattr(args, flag)}")

@@ -58,7 +58,7 @@ from ir_knn_st import DEFAULT_EMBEDDER, EMBED_BACKENDS, ORIGINAL_EXPLORE_WARMUP_
 from models import MERGED_DIR, merge_adapter, model_path_error
 from prompts import build_messages
 from surprise import DEFAULT_LR as SURPRISE_LR
-from tasks import TASKS, exemplars, get_task, load_task, needs_holdout, parse_options
+from tasks import TASKS, code_sandbox_error, exemplars, get_task, load_task, needs_holdout, parse_options
 
 EMBEDDER_ENV = "MEMORYR_EMBEDDER"
 # --lr_schedule -> transformers' scheduler name; both keep the 10% linear warm-up
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task_options", default=None, help="JSON options of a reasoning-gym task (create_dataset kwargs, plus size and eval_size)")
     g.add_argument("--holdout", type=int, default=0, help="one-split tasks (mawps, asdiv, svamp): first N rows are eval, the rest train")
     g.add_argument("--data_dir", default=None, help=f"local data folder with <task>/<split>.jsonl (else ${DATA_ENV}, else the Hub)")
+    g.add_argument("--unsafe_no_sandbox", action="store_true",
+                   help="code tasks: run model-written programs even where bubblewrap cannot start (no sandbox; warns)")
     g.add_argument("--num_shots", type=int, default=0, help="worked exemplars in each prompt (fixed set, chosen with --seed)")
     g.add_argument("--lora_r", type=int, default=0, help="LoRA rank through peft; 0 trains all weights")
     g.add_argument("--save_merged", type=int, nargs="?", const=1, default=None,
@@ -307,6 +309,9 @@ def check_task_args(p: argparse.ArgumentParser, args, names: list[str] | None = 
     except ValueError as e:
         p.error(f"argument {e}")
     specs = [get_task(n) for n in names]
+    sandbox_error = code_sandbox_error(specs, getattr(args, "unsafe_no_sandbox", False))
+    if sandbox_error:
+        p.error(sandbox_error)
     listed = ",".join(names)
     if args.task_options and not any(t.rg_name for t in specs):
         p.error(f"argument --task_options: applies to reasoning-gym tasks (rg:...), not {listed}")
