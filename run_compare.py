@@ -525,9 +525,13 @@ def restore_records(records: Path, out: Path) -> int:
     return len(todo)
 
 
-def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_dir: Path, data_dir) -> list[str]:
+def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_dir: Path, data_dir, seed: int = 0) -> list[str]:
+    """run_eval.py on `model`. With few-shot prompts, `seed` (the run's) picks the exemplars, as it did in training:
+    a model is scored with the prompt it was trained on, and the medium tier's eval of that run used them too."""
     cmd = [eval_python, str(ROOT / "run_eval.py"), "--task", ",".join(tasks), "--model_name", model,
            "--output_dir", str(out_dir)]
+    if settings["eval_num_shots"]:
+        cmd += ["--seed", str(seed)]
     if settings["eval_samples"] is not None and settings["eval_samples"] > 0:
         cmd += ["--max_samples", str(settings["eval_samples"])]
     if data_dir is not None:
@@ -541,12 +545,12 @@ def eval_command(settings, eval_python: str, model: str, tasks: list[str], out_d
     return cmd
 
 
-def evaluate(settings, eval_python, model: str, out_dir: Path, data_dir, dry_run: bool) -> dict:
+def evaluate(settings, eval_python, model: str, out_dir: Path, data_dir, dry_run: bool, seed: int = 0) -> dict:
     """Strict-tier eval of `model` on the tasks whose results.json is missing in out_dir; status record."""
     todo = [t for t in settings["tasks"] if not (out_dir / t / "results.json").is_file()]
     if not todo:
         return {"status": "done", "evaluated_now": False}
-    cmd = eval_command(settings, eval_python, model, todo, out_dir, data_dir)
+    cmd = eval_command(settings, eval_python, model, todo, out_dir, data_dir, seed)
     if dry_run:
         print(f"[eval] {shlex.join(cmd)}")
         return {"status": "planned"}
@@ -889,11 +893,11 @@ def main(argv=None) -> int:
     # (every method, curves included) rather than one method's runs with no evals.
     inits, statuses, eval_failed = {}, {}, []  # inits: --init sft, seed -> status of its warm start
 
-    def evaluate_all(name: str, jobs: list[tuple[int, str]]) -> None:
+    def evaluate_all(name: str, jobs: list[tuple[int, str]], seed: int = 0) -> None:
         if args.report_only:
             return
         for step, model in jobs:
-            st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run)
+            st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run, seed)
             if st["status"] == "failed":
                 eval_failed.append(f"{name}/{step}")
 
@@ -912,7 +916,7 @@ def main(argv=None) -> int:
                 inits[seed] = train_run(settings, None, seed, init_dir(out, seed), data_dir, args.dry_run,
                                         cmd=init_command(settings, seed, data_dir, out))
             if inits[seed]["status"] != "failed":
-                evaluate_all(init_name(seed), [(0, str(init_dir(out, seed)))])
+                evaluate_all(init_name(seed), [(0, str(init_dir(out, seed)))], seed)
         for method in settings["methods"]:
             name = run_name(method, seed)
             if inits.get(seed, {}).get("status") == "failed":
@@ -922,7 +926,7 @@ def main(argv=None) -> int:
             run_dir = out / "runs" / name
             statuses[name] = (finished_status(run_dir) if args.report_only else
                               train_run(settings, method, seed, run_dir, data_dir, args.dry_run, start_model(settings, out, seed)))
-            evaluate_all(name, [(step, str(d)) for step, d in checkpoints(run_dir)])
+            evaluate_all(name, [(step, str(d)) for step, d in checkpoints(run_dir)], seed)
             if records and not args.dry_run and not args.report_only:
                 print(f"[records] {save_records(out, records)} files of finished runs and evals kept in {records}")
     if args.dry_run:

@@ -11,15 +11,17 @@
 - `MemoryRTrainer` is the trainer `run_gsm8k.py` runs: TRL's GRPOTrainer plus the signal flags (`focus.py`)
   and an `evaluate` that is the "medium" evaluation tier: greedy decoding of the task's test
   prompts in batches, scored with the task's verifier (`Task.is_correct`), logged as `eval_accuracy`. Each process
-  scores its own shard; the counts are summed across processes.
+  scores its own shard; the verdicts are gathered across processes and written per question (question, gold,
+  prompt, completion, correct) to `<output_dir>/eval_details/step-<N>.jsonl`, where they can be set beside the strict tier's.
 """
 import ctypes
 import ctypes.util
 import json
 import math
 import os
+from pathlib import Path
 
-import torch
+from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
@@ -27,6 +29,7 @@ from focus import DynamicSampler, group_outcome, join_rows, select_rows, skip_pl
 from models import generate_batched
 
 CORRECTNESS = "correctness_reward"  # the extrinsic verdict dynamic sampling and selection read (rewards.py names it)
+EVAL_DETAILS_DIR = "eval_details"  # the medium tier's per-question verdicts, one file per eval step, in --output_dir
 
 
 class StatsJsonlCallback(TrainerCallback):
@@ -123,11 +126,15 @@ class HeapTrimCallback(TrainerCallback):
             self.footprint = None  # re-measured at the end of the next step
 
 
-def greedy_correct(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int, is_correct) -> int:
-    """Number of `prompts` (chat messages) whose greedy completion is right against `golds` by `is_correct(text, gold)`."""
+def greedy_verdicts(model, tokenizer, prompts, golds, max_new_tokens: int, batch_size: int, is_correct) -> list[tuple[str, str, bool]]:
+    """(prompt text, greedy completion, right?) of each of `prompts` (chat messages through the chat template),
+    right against its gold by `is_correct(completion, gold)`.
+
+    Only the completion is scored: never the prompt, whose few-shot exemplars hold answers of their own.
+    """
     texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
-    completions = generate_batched(model, tokenizer, texts, max_new_tokens, batch_size)
-    return sum(is_correct(c[0], g) for c, g in zip(completions, golds))
+    completions = [c[0] for c in generate_batched(model, tokenizer, texts, max_new_tokens, batch_size)]
+    return [(t, c, bool(is_correct(c, g))) for t, c, g in zip(texts, completions, golds)]
 
 
 class MemoryRTrainer(GRPOTrainer):
@@ -219,11 +226,17 @@ class MemoryRTrainer(GRPOTrainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        correct = greedy_correct(model, self.processing_class, shard["prompt"], shard["answer"],
-                                 self.args.max_completion_length, self.args.per_device_eval_batch_size, self.task.is_correct)
-        counts = self.accelerator.gather(torch.tensor([correct, len(shard)], device=self.accelerator.device)).view(-1, 2).sum(0)
-        metrics = {f"{metric_key_prefix}_accuracy": counts[0].item() / max(counts[1].item(), 1),
-                   f"{metric_key_prefix}_samples": int(counts[1].item())}
+        verdicts = greedy_verdicts(model, self.processing_class, shard["prompt"], shard["answer"],
+                                   self.args.max_completion_length, self.args.per_device_eval_batch_size, self.task.is_correct)
+        rows = [{"question": q, "gold": g, "prompt": p, "completion": c, "correct": ok}
+                for q, g, (p, c, ok) in zip(shard["question"], shard["answer"], verdicts)]
+        rows = gather_object(rows)  # every process's shard, in dataset order (the shards are contiguous)
+        metrics = {f"{metric_key_prefix}_accuracy": sum(r["correct"] for r in rows) / max(len(rows), 1),
+                   f"{metric_key_prefix}_samples": len(rows)}
+        if self.accelerator.is_main_process:  # per question, beside the checkpoints: what the strict tier's details.jsonl holds
+            path = Path(self.args.output_dir) / EVAL_DETAILS_DIR / f"step-{self.state.global_step}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         self.log(metrics)  # still in eval mode, so TRL does not flush pending train metrics into this line
         model.train(was_training)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
