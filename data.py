@@ -1,7 +1,7 @@
-"""Data files: read a task's rows from a local folder or the Hugging Face Hub.
+"""Data files: read a task's rows from a local folder, a pinned download, or the Hugging Face Hub.
 
 Which tasks exist, and how each upstream row becomes `{"question", "answer"}`, is the task registry's
-business (`tasks.py`). This module only knows where rows come from, in order:
+business (`tasks/`). This module only knows where rows come from, in order:
 1. `data_dir` argument (the `--data_dir` flag), then
 2. the `MEMORYR_DATA_DIR` environment variable, then
 3. a pinned download (`DOWNLOADS`: SVAMP, MAWPS, ASDiv), then
