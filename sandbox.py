@@ -14,8 +14,8 @@ What a program gets, in layers:
    a user namespace, and the launcher switches to the unprivileged `HOST_UID` before anything else: its
    kernel uid is then `HOST_UID`, so the host's root-owned files, sysctls among them, are not writable to it,
    whatever namespace it is in. Any other caller already has an unprivileged kernel uid, and bubblewrap maps
-   the sandbox to it through a user namespace, as before. Either way every capability is dropped (the
-   bounding set too) and `no_new_privs` is set; the launcher checks all of it and refuses to run otherwise.
+   the sandbox to it through a user namespace. Either way every capability is dropped (the bounding set
+   too) and `no_new_privs` is set; the launcher checks all of it and refuses to run otherwise.
 4. Resource limits set inside, before the program runs: CPU seconds (RLIMIT_CPU), address space
    (RLIMIT_AS), file size (RLIMIT_FSIZE), open files, no core dumps, and RLIMIT_NPROC.
 5. A seccomp filter, also set inside: no new processes (fork, vfork, clone without CLONE_THREAD, clone3;
@@ -83,7 +83,9 @@ class Limits:
 class Outcome:
     """What happened to one program."""
 
-    status: str  # "exited" (returncode says how), "timeout" (killed at the wall limit), "signal", "output" (over the cap)
+    # "exited" (returncode says how), "timeout" (killed at the wall limit), "signal", "output" (over the cap),
+    # "stopped" (a run_pair candidate still running when its checker was done)
+    status: str
     returncode: int
     stdout: str  # all of it (at most the cap), decoded leniently
     stderr: str  # the last KEEP_BYTES

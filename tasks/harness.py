@@ -160,9 +160,7 @@ def serve(job):
     except BaseException as e:  # SystemExit too: a candidate that exits has nothing to serve
         _send(write_fd, {"ready": False, "raised": type(e).__name__})
         return
-    names = sorted(k for k, v in ns.items() if not k.startswith("__") and type(v) is not type(builtins))
-    modules = {k: v.__name__ for k, v in ns.items() if type(v) is type(builtins) and type(v.__name__) is str}
-    _send(write_fd, {"ready": True, "names": names, "modules": modules})
+    _send(write_fd, {"ready": True, "names": sorted(k for k in ns if not k.startswith("__"))})
     refs = {}
     lines = _Lines(read_fd)
     while True:
@@ -284,18 +282,20 @@ def check(job):
     if type(hello) is not dict or hello.get("ready") is not True or type(hello.get("names")) is not list:
         sys.exit(f"the candidate did not start: {str(hello)[:200]}")
     ns = {"__name__": "__main__", "__builtins__": builtins}
-    modules = hello.get("modules") if type(hello.get("modules")) is dict else {}
-    for name, module in modules.items():  # the standard modules the candidate imported, imported here afresh
-        if type(name) is str and name.isidentifier() and type(module) is str:
-            try:
-                ns[name] = __import__(module, fromlist=["_"])
-            except Exception:
-                pass
-    # every other global of the candidate's: a proxy. Builtins' names stay builtins (the tests' own sorted() or
-    # set() is never the candidate's), but for the ones the problem's reference itself redefines (MBPP's `sum`)
+    # Each global of the candidate's becomes a proxy, but for two kinds of name that the tests may use as their
+    # own tools: a standard module's (`math`: the real module, imported here, whatever the candidate bound to
+    # it) and a builtin's (the tests' sorted() or set() is never the candidate's), except the builtins' names
+    # that the problem's own reference redefines (MBPP's `sum`), which are the function under test.
     shadowing = set(job.get("shadows") or ())
     for name in hello["names"]:
-        if type(name) is str and name.isidentifier() and (not hasattr(builtins, name) or name in shadowing):
+        if type(name) is not str or not name.isidentifier():
+            continue
+        if name in sys.stdlib_module_names:
+            try:
+                ns[name] = __import__(name)
+            except Exception:  # a module this interpreter lacks: the name stays unbound
+                pass
+        elif not hasattr(builtins, name) or name in shadowing:
             ns[name] = Remote(channel, name=name)
     for filename, source in job["parts"]:
         exec(compile(source, filename, "exec"), ns)

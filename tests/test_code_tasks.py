@@ -296,3 +296,11 @@ def test_a_code_task_without_bubblewrap_is_one_error_naming_the_fix(monkeypatch,
         assert sum("WITHOUT a sandbox" in r.getMessage() for r in caplog.records) == 1
     finally:
         sandbox._probe.cache_clear()
+
+
+def test_the_tests_tools_are_never_the_candidates():
+    """A test's `math.isclose` is the real one even where the candidate binds `math` to its own object."""
+    gold = json.dumps({"answer": "", "setup": "", "tests": ["assert math.isclose(area(2), 12.566, rel_tol=0.001)"]})
+    assert verdict("mbpp", "import math\ndef area(r):\n    return math.pi * r * r", gold)
+    fake = "class _Math:\n    def isclose(self, *a, **k):\n        return True\nmath = _Math()\ndef area(r):\n    return 0"
+    assert not verdict("mbpp", fake, gold)
