@@ -29,6 +29,9 @@ Choices:
 - Intervals over seeds are t-intervals (ddof=1, 95%): with 3 seeds the t quantile is 4.30, which is what
   three numbers honestly support. With one seed the interval is undefined and is reported as such
   (None, and "n/a (1 seed)" in text), never as +-0.
+- Two tiers: every table, curve and paired test is given for the strict tier and, for the tasks it scores, the
+  loose tier too (each run's `loose` entry, `compare_loose.py`), side by side; a run the loose tier has not
+  scored shows as missing there, never as a number.
 - Significance vs r1: a paired bootstrap over seeds and questions. Each resample draws seed indices with
   replacement, then question indices with replacement within each drawn seed, and takes the mean of
   (A - r1) over the same (seed index, question) cells, so the pairing of the two methods on one question
@@ -67,6 +70,7 @@ CONSTANT_STD = 1e-6  # a within-batch std at or below this is a constant reward 
 LEARNING_SES = 2.0  # the learning bar: r1's mean Last beats the start by >= 2 binomial standard errors
 MIN_SEEDS = 3  # the experiment's design asks for >= 3 seeds; fewer is reported
 REFERENCE = "r1"  # the method every other one is compared with
+LOOSE = "loose"  # the second tier of run_compare's evals: each run's per-task `loose` entry (compare_loose.py)
 MEMORY_REWARDS = ("exploit", "explore")
 
 
@@ -414,9 +418,30 @@ def _eval_questions(result: dict, task: str) -> int | None:
     return int(base["n"]) if base and base.get("n") else None
 
 
-def _details(out: Path, label: str, seed, run: dict, task: str) -> list[bool] | None:
-    path = out / "evals" / _run_name(label, seed) / str(run["final_step"]) / task / "details.jsonl"
+def _details(out: Path, label: str, seed, run: dict, task: str, tier: str = "strict") -> list | None:
+    """Per-question verdicts of a run's final checkpoint in one tier: the strict tier's details.jsonl, the loose
+    tier's `per_question` (compare_loose.py); None where that eval is missing."""
+    eval_dir = out / "evals" / _run_name(label, seed) / str(run["final_step"])
+    if tier == LOOSE:
+        from compare_loose import read_loose
+
+        loose = read_loose(eval_dir, task)
+        return None if loose is None or loose.get("per_question") is None else loose["per_question"]
+    path = eval_dir / task / "details.jsonl"
     return per_question_correct(path) if stored(path) else None
+
+
+def tier_view(result: dict, tier: str) -> dict:
+    """`collect`'s result seen through one tier: each run's per-task numbers (curve, last, best) are that tier's.
+
+    The strict tier's are the result's own; the loose tier's are each run's `loose` entry (none: no numbers).
+    """
+    if tier != LOOSE:
+        return result
+    methods = {label: {**m, "runs": {seed: {**r, "tasks": {t: c.get(LOOSE) or {} for t, c in r["tasks"].items()}}
+                                    for seed, r in m["runs"].items()}}
+               for label, m in result["methods"].items()}
+    return {**result, "methods": methods}
 
 
 def comparisons(labels) -> list[tuple[str, str]]:
@@ -433,10 +458,10 @@ def comparisons(labels) -> list[tuple[str, str]]:
     return pairs
 
 
-def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict, dict]:
+def _significance(out: Path, result: dict, task: str, tier: str = "strict") -> tuple[list[str], dict, dict]:
     """Markdown lines, {label: bootstrap vs REFERENCE} and {"row − ref": bootstrap} for every pair of `comparisons`
-    on `task` (Last checkpoints, paired by seed)."""
-    methods = result["methods"]
+    on `task` (Last checkpoints, paired by seed), in one tier (`tier_view`)."""
+    methods = tier_view(result, tier)["methods"]
     pairs = comparisons(methods)
     if not pairs:
         return [f"- no {REFERENCE} runs and no ablation pair: no significance test"], {}, {}
@@ -444,10 +469,11 @@ def _significance(out: Path, result: dict, task: str) -> tuple[list[str], dict, 
     for label, ref_label in pairs:
         name = f"{label} − {ref_label}"
         runs, ref = _finished(methods[label], task), _finished(methods[ref_label], task)
-        seeds = [(s, _details(out, label, s, runs[s], task), _details(out, ref_label, s, ref[s], task)) for s in runs if s in ref]
+        seeds = [(s, _details(out, label, s, runs[s], task, tier), _details(out, ref_label, s, ref[s], task, tier))
+                 for s in runs if s in ref]
         seeds = [(s, a, b) for s, a, b in seeds if a is not None and b is not None]
         if not seeds:
-            lines.append(f"- {name}: no seed with both final evals' details.jsonl; not tested")
+            lines.append(f"- {name}: no seed with both final evals' {'loose scores' if tier == LOOSE else 'details.jsonl'}; not tested")
             continue
         sizes = {len(a) for _, a, b in seeds} | {len(b) for _, a, b in seeds}
         if len(sizes) != 1:
@@ -518,8 +544,10 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
         md[-2] += (f" The {', '.join(supervised)} row trains on one worked solution per question (bs × gc a step) and "
                    "is drawn at the x of the GRPO step that saw the same questions.")
     report = {"completions_per_step": cps, "confidence": CONFIDENCE, "tasks": {}}
+    loose_tasks = (result.get(LOOSE) or {}).get("tasks") or []  # none in a result collected before the loose tier
     for task in settings["tasks"]:
         bands, wall_bands, table, missing_start = {}, {}, {}, []
+        loose_bands, loose_table = {}, {}  # the loose tier's, for the tasks it scores (compare_loose.py)
         for label, method in result["methods"].items():
             curves, wall_curves = [], []
             generated, seconds = step_axes([out / "runs" / _run_name(label, seed) for seed in method["runs"]], cps)
@@ -535,29 +563,67 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
             wall_bands[label] = band(wall_curves) if wall_curves else []
             done = _finished(method, task).values()
             table[label] = {kind: mean_ci([r["tasks"][task][kind] for r in done]) if done else None for kind in ("last", "best")}
+            if task in loose_tasks:
+                lcurves = [curve_vs_completions(c, cps, generated) for run in method["runs"].values()
+                           for c in [(run["tasks"].get(task, {}).get(LOOSE) or {}).get("curve") or {}]
+                           if len(c) > 1 and 0 in {int(s) for s in c}]
+                loose_bands[label] = band(lcurves) if lcurves else []
+                ldone = _finished(tier_view({"methods": {label: method}}, LOOSE)["methods"][label], task).values()
+                loose_table[label] = {kind: mean_ci([r["tasks"][task][kind] for r in ldone]) if ldone else None
+                                      for kind in ("last", "best")}
         fig = plot_accuracy_vs_completions(bands, out / "figures" / f"experiment_{file_name(task)}",
                                            f"Held-out {task} accuracy vs completions seen\n(mean and 95% t-band over seeds, drawn within 0-100%)")
         wall_fig = plot_accuracy_vs_completions(wall_bands, out / "figures" / f"experiment_wall_{file_name(task)}",
                                                 f"Held-out {task} accuracy vs training time\n(mean over seeds; runs from "
                                                 "different machines or sittings are not comparable)", xlabel="training seconds (trl's step_time summed)")
+        loose_fig = plot_accuracy_vs_completions(loose_bands, out / "figures" / f"experiment_{file_name(task + '_loose')}",
+                                                 f"Held-out {task} accuracy vs completions seen, loose tier\n"
+                                                 "(mean and 95% t-band over seeds, drawn within 0-100%)")
         md += [f"### {task}", ""]
-        if fig is not None:
+        if fig is not None and loose_fig is not None:  # the two tiers side by side
+            md += ["| strict tier | loose tier |", "|---|---|",
+                   f"| ![{task} accuracy vs completions seen, strict]({fig.relative_to(out).as_posix()}) "
+                   f"| ![{task} accuracy vs completions seen, loose]({loose_fig.relative_to(out).as_posix()}) |", ""]
+        elif fig is not None:
             md += [f"![{task} accuracy vs completions seen]({fig.relative_to(out).as_posix()})", ""]
         if wall_fig is not None:
             md += [f"![{task} accuracy vs training time]({wall_fig.relative_to(out).as_posix()})", ""]
         if missing_start:
             md += [f"- no start point (base eval missing), left out of the curves: {', '.join(missing_start)}", ""]
-        md += ["| Method | seeds | Last (%) mean ± std | Last 95% interval | Best (%) mean ± std | Best 95% interval |",
-               "|---|---:|---:|---:|---:|---:|"]
-        for label, cells in table.items():
-            n = cells["last"]["n"] if cells["last"] else 0
-            last, best = _cell(cells["last"]), _cell(cells["best"])
-            md.append(f"| {label} | {n} | {last[0]} | {last[1]} | {best[0]} | {best[1]} |")
+        if task in loose_tasks:  # strict and loose side by side; a loose cell with fewer seeds says how many
+            md += ["| Method | seeds | Last (%) mean ± std | Last 95% interval | Last loose (%) mean ± std | Last loose 95% interval "
+                   "| Best (%) mean ± std | Best 95% interval | Best loose (%) mean ± std | Best loose 95% interval |",
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for label, cells in table.items():
+                n = cells["last"]["n"] if cells["last"] else 0
+                row = [label, str(n)]
+                for kind in ("last", "best"):
+                    lc = loose_table[label][kind]
+                    loose = _cell(lc) if lc else ("missing", "—")
+                    if lc and lc["n"] != n:
+                        loose = (f"{loose[0]} ({lc['n']} seed{'s' if lc['n'] > 1 else ''})", loose[1])
+                    row += [*_cell(cells[kind]), *loose]
+                md.append("| " + " | ".join(row) + " |")
+        else:
+            md += ["| Method | seeds | Last (%) mean ± std | Last 95% interval | Best (%) mean ± std | Best 95% interval |",
+                   "|---|---:|---:|---:|---:|---:|"]
+            for label, cells in table.items():
+                n = cells["last"]["n"] if cells["last"] else 0
+                last, best = _cell(cells["last"]), _cell(cells["best"])
+                md.append(f"| {label} | {n} | {last[0]} | {last[1]} | {best[0]} | {best[1]} |")
         few = [label for label, cells in table.items() if (cells["last"]["n"] if cells["last"] else 0) < MIN_SEEDS]
         md += [""] + ([f"- fewer than {MIN_SEEDS} finished seeds: {', '.join(few)}", ""] if few else [])
         sig_lines, sig, pairs = _significance(out, result, task)
         md += ["Differences in accuracy points (method − r1; an ablation row also − its plain row and − r1 with the "
                "same variant):", ""] + sig_lines + [""]
+        loose_sig = loose_pairs = None
+        if task in loose_tasks and any(c["last"] for c in loose_table.values()):
+            loose_lines, loose_sig, loose_pairs = _significance(out, result, task, LOOSE)
+            md += ["The same differences in the loose tier (the same final checkpoints, the answers read leniently):", ""]
+            md += loose_lines + [""]
+        elif task in loose_tasks:
+            md += ["- loose tier: no run has a loose score of its final checkpoint on this task (see the notes under the "
+                   "accuracy table): not tested", ""]
         ref = _finished(result["methods"].get(REFERENCE, {"runs": {}}), task)
         starts = [_start(r["tasks"][task]["curve"]) for r in ref.values()]  # each run's own start (base or its seed's SFT)
         n_questions = _eval_questions(result, task)
@@ -574,6 +640,10 @@ def experiment_report(out_dir, settings: dict, result: dict) -> tuple[str, dict]
         md.append("")
         report["tasks"][task] = {"curves": bands, "curves_wall": wall_bands, "table": table, "significance": sig, "comparisons": pairs, "learning_visible": visible,
                                  "figure": None if fig is None else fig.relative_to(out).as_posix()}
+        if task in loose_tasks:
+            report["tasks"][task][LOOSE] = {"curves": loose_bands, "table": loose_table, "significance": loose_sig,
+                                            "comparisons": loose_pairs,
+                                            "figure": None if loose_fig is None else loose_fig.relative_to(out).as_posix()}
     mem_lines, memory = _memory_section(out, result)
     md += mem_lines
     report["memory"] = memory

@@ -1,4 +1,4 @@
-"""The paper's comparison in one command: methods x seeds of GRPO, the strict eval of every
+"""The paper's comparison in one command: methods x seeds of GRPO, the strict and loose evals of every
 checkpoint, and a Table-1-style results table with training curves.
 
     python run_compare.py --preset cpu            # this 2-core machine: SFT-warm-started SmolLM2-135M on chain_sum, 5 rows x 3 seeds
@@ -10,7 +10,9 @@ What it does, top to bottom:
 1. trains every (method, seed) with `run_gsm8k.py` (a subprocess with this same python), with
    otherwise identical settings, into OUT/runs/<method>-seed<s>/;
 2. evaluates the base model and every saved checkpoint with the strict tier, `run_eval.py` (run by
-   `--eval_python`, its own venv), into OUT/evals/<base|method-seed>/<step>/<task>/results.json;
+   `--eval_python`, its own venv), into OUT/evals/<base|method-seed>/<step>/<task>/results.json, and with
+   the loose tier, `evaluation/math_eval.py`, on the same prompts, into .../<step>/loose/<task>/
+   (`compare_loose.py`; code tasks skipped, `--skip_loose` skips it all);
 3. aggregates: per method and task, the Last (final checkpoint) and Best (best checkpoint) accuracy
    as mean +- std over seeds, the base model's row, and the diversity of the final checkpoints'
    eval generations (distinct-n, mean pairwise embedding distance);
@@ -73,6 +75,7 @@ from pathlib import Path
 import analysis
 import plot_stats
 import run_gsm8k
+from compare_loose import LOOSE_DIR, loose_command, loose_tasks, read_loose, weights_kept
 from data import DATA_ENV, resolve_data_dir
 from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 from models import is_adapter_dir
@@ -217,12 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sft_args", help='other run_sft.py flags of the `sft` row, e.g. "--lr 1e-4" (its budget is the GRPO rows\')')
     g.add_argument("--init_args", help='run_sft.py flags of the --init sft warm start, e.g. "--max_steps 60 --lr 1e-4"')
 
-    g = p.add_argument_group("evaluation (run_eval.py, strict tier)")
+    g = p.add_argument_group("evaluation (run_eval.py, strict tier; evaluation/math_eval.py, loose tier)")
     g.add_argument("--tasks", help="comma list of eval tasks (default: the training task; also math500, aime24, ...)")
     g.add_argument("--eval_samples", type=int, help="first N rows of each task; -1 = all")
     g.add_argument("--eval_num_shots", type=int, help="shots in eval prompts (default: --num_shots)")
     g.add_argument("--eval_max_new_tokens", type=int, help="generation budget in eval (default: run_eval.py's)")
     g.add_argument("--eval_batch_size", type=int, help="prompts per generate call in eval (default: run_eval.py's)")
+    g.add_argument("--skip_loose", action="store_true",
+                   help="score checkpoints with the strict tier only (default: also the loose tier, evaluation/math_eval.py)")
     g.add_argument("--eval_python", default=None,
                    help="python that runs run_eval.py (default .venv-eval/bin/python if it exists, else this python)")
     g.add_argument("--embedder", default=None, help=f"sentence-transformers model for semantic diversity (default {DEFAULT_EMBEDDER}, offline copy if installed)")
@@ -565,6 +570,33 @@ def evaluate(settings, eval_python, model: str, out_dir: Path, data_dir, dry_run
     return {"status": "done", "evaluated_now": True, "seconds": round(seconds, 1)}
 
 
+def evaluate_loose(settings, model: str, out_dir: Path, data_dir, dry_run: bool, seed: int = 0) -> dict:
+    """Loose-tier eval (`compare_loose.py`) of `model` on the loose tasks it lacks in out_dir/loose; status record.
+
+    A model whose weights are gone (restored from --records) is not scored: its loose numbers stay missing.
+    """
+    from run_eval import DEFAULT_MAX_NEW_TOKENS
+
+    todo = [t for t in loose_tasks(settings)[0] if read_loose(out_dir, t) is None]
+    if not todo:
+        return {"status": "done", "evaluated_now": False}
+    cmd = loose_command(settings, model, todo, out_dir, data_dir, seed, DEFAULT_MAX_NEW_TOKENS)
+    if dry_run:  # the model may not be trained yet
+        print(f"[eval] {shlex.join(cmd)}")
+        return {"status": "planned"}
+    if not weights_kept(model):
+        return {"status": "missing", "reason": f"{model}: weights not kept"}
+    print(f"[eval] loose tier: {model} on {','.join(todo)}")
+    log = out_dir / LOOSE_DIR / "eval.log"
+    rc, seconds = run_logged(cmd, log)
+    if rc != 0 or any(read_loose(out_dir, t) is None for t in todo):
+        print(f"[eval] loose tier FAILED (exit {rc}) for {model}; last lines of {log}:\n{log_tail(log)}")
+        return {"status": "failed", "returncode": rc, "log": str(log)}
+    (out_dir / LOOSE_DIR / EVAL_WALL).write_text(json.dumps({"tasks": todo, "seconds": round(seconds, 1)}))
+    print(f"[eval] loose tier done in {seconds:.0f}s")
+    return {"status": "done", "evaluated_now": True, "seconds": round(seconds, 1)}
+
+
 # --- aggregation (pure functions of the files in OUT) ---------------------------------------------
 
 def read_eval(eval_dir: Path, task: str) -> dict | None:
@@ -577,13 +609,17 @@ def read_eval(eval_dir: Path, task: str) -> dict | None:
     return res
 
 
-def run_curve(out: Path, name: str, task: str, base: dict | None) -> dict[int, float]:
-    """{step: accuracy} of a run on a task, from its evaluated checkpoints; step 0 is the base model."""
+def run_curve(out: Path, name: str, task: str, base: dict | None, read=None) -> dict[int, float]:
+    """{step: accuracy} of a run on a task, from its evaluated checkpoints; step 0 is the base model.
+
+    `read(eval_dir, task)` reads one eval: the strict tier's `read_eval` by default, `compare_loose.read_loose` for the loose tier.
+    """
+    read = read or read_eval
     curve = {0: base["accuracy"]} if base is not None else {}
     root = out / "evals" / name
     if root.is_dir():
         for d in root.iterdir():
-            res = read_eval(d, task) if d.name.isdigit() else None
+            res = read(d, task) if d.name.isdigit() else None
             if res is not None:
                 curve[int(d.name)] = res["accuracy"]
     return dict(sorted(curve.items()))
@@ -651,9 +687,12 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
     base_dir = out / "evals" / "base" / "0"
     base = {t: read_eval(base_dir, t) for t in tasks}
     result = {"base": {t: ({"accuracy": r["accuracy"], "stderr": r.get("stderr"), "n": r.get("n"),
-                            "diversity": diversity(response_texts(base_dir, t), embedder)} if r else None)
+                            "diversity": diversity(response_texts(base_dir, t), embedder),
+                            "loose": read_loose(base_dir, t)} if r else None)
                        for t, r in base.items()},
               "methods": {}}
+    loose, skipped = loose_tasks(settings)
+    result["loose"] = {"tasks": loose, "skipped": skipped}
     if settings.get("init") == "sft":  # the start of every run: the seed's SFT model
         init = {seed: {t: read_eval(out / "evals" / init_name(seed) / "0", t) for t in tasks} for seed in settings["seeds"]}
         result["init"] = {}
@@ -661,6 +700,9 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
             evals = [init[seed][t] for seed in init if init[seed][t]]
             summary = summarise([e["accuracy"] for e in evals])  # n = seeds; questions = eval questions of each
             result["init"][t] = summary and {**summary, "questions": evals[0].get("n")}
+            init_loose = [read_loose(out / "evals" / init_name(seed) / "0", t) for seed in init]
+            result["init"][t] = result["init"][t] and {
+                **result["init"][t], "loose": summarise([e["accuracy"] for e in init_loose if e])}
     for method in settings["methods"]:
         label = method_name(method)
         runs = {}
@@ -675,12 +717,19 @@ def collect(out: Path, settings: dict, statuses: dict, embedder=None) -> dict:
                 lb = last_and_best(curve, final_step)
                 div = diversity(response_texts(out / "evals" / name / str(final_step), t), embedder) if final_step else None
                 run["tasks"][t] = {"curve": curve, **(lb or {}), "diversity": div}
+                if t in loose:  # the same for the loose tier: its curve from the same start, its Last and Best
+                    start = (read_loose(out / "evals" / init_name(seed) / "0", t) if settings.get("init") == "sft"
+                             else read_loose(base_dir, t))
+                    lcurve = run_curve(out, name, t, start, read_loose)
+                    run["tasks"][t]["loose"] = {"curve": lcurve, **(last_and_best(lcurve, final_step) or {})}
             runs[seed] = run
         summary = {}
         for t in tasks:
             # only finished runs: an unfinished run's newest checkpoint is not its Last
             done = [r["tasks"][t] for r in runs.values() if r["status"] == "done" and "last" in r["tasks"][t]]
             summary[t] = {"last": summarise([d["last"] for d in done]), "best": summarise([d["best"] for d in done])}
+            done_loose = [d["loose"] for d in done if "last" in (d.get("loose") or {})]
+            summary[t]["loose"] = {k: summarise([d[k] for d in done_loose]) for k in ("last", "best")}
             divs = [d["diversity"] for d in done if d["diversity"]]
             summary[t]["diversity"] = {k: summarise([d[k] for d in divs if k in d]) for k in (divs[0] if divs else {})}
         result["methods"][label] = {"use_ir": method, "runs": runs, "summary": summary}
@@ -698,9 +747,29 @@ def fmt(s: dict | None, scale: float = 100.0, digits: int = 1) -> str:
     return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}"
 
 
+LOOSE_MISSING = "missing"  # a loose cell without numbers (the report's notes say why)
+
+
+def loose_columns(result: dict, tasks: list[str]) -> list[str]:
+    """The tasks with loose-tier columns: those the loose tier scores (all, in a result written before it existed)."""
+    return [t for t in tasks if t in (result.get("loose") or {"tasks": tasks})["tasks"]]
+
+
+def add_loose_cells(cells: list[str], row: dict, tasks: list[str], summaries) -> None:
+    """Append the loose tier's Last and Best cells (and csv fields) of one table row; `summaries(task, kind)` gives each."""
+    for t in tasks:
+        for kind in ("last", "best"):
+            s = summaries(t, kind)
+            cells.append(fmt(s) if s else LOOSE_MISSING)
+            row[f"{t}_loose_{kind}_mean"] = None if not s else s["mean"]
+            row[f"{t}_loose_{kind}_std"] = None if not s else s["std"]
+
+
 def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str]], list[dict]]:
-    """(markdown header, markdown rows, csv rows) of the accuracy table."""
-    header = ["Method", "seeds"] + [f"{t} {kind}" for t in tasks for kind in ("Last", "Best")]
+    """(markdown header, markdown rows, csv rows) of the accuracy table: the strict tier's columns, then the loose tier's."""
+    lt = loose_columns(result, tasks)
+    header = (["Method", "seeds"] + [f"{t} {kind}" for t in tasks for kind in ("Last", "Best")]
+              + [f"{t} {kind} (loose)" for t in lt for kind in ("Last", "Best")])
     md, rows = [], []
     base_cells = []
     base_csv = {"method": "base model", "seeds": 0}
@@ -710,6 +779,9 @@ def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str
         base_cells += [cell, cell]
         for kind in ("last", "best"):
             base_csv.update({f"{t}_{kind}_mean": None if b is None else b["accuracy"], f"{t}_{kind}_std": None})
+    base_loose = {t: (result["base"][t] or {}).get("loose") for t in lt}
+    add_loose_cells(base_cells, base_csv, lt,
+                    lambda t, kind: base_loose[t] and {"mean": base_loose[t]["accuracy"], "std": None, "n": 1})
     md.append(["base model", "—"] + base_cells)
     rows.append(base_csv)
     if "init" in result:  # --init sft: the SFT model every run starts from, mean over seeds
@@ -720,6 +792,7 @@ def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str
             init_csv["seeds"] = max(init_csv["seeds"], s["n"] if s else 0)
             for kind in ("last", "best"):
                 init_csv.update({f"{t}_{kind}_mean": s and s["mean"], f"{t}_{kind}_std": s and s["std"]})
+        add_loose_cells(init_cells, init_csv, lt, lambda t, kind: (result["init"][t] or {}).get("loose"))
         md.append([init_csv["method"], str(init_csv["seeds"])] + init_cells)
         rows.append(init_csv)
     for label, m in result["methods"].items():
@@ -731,6 +804,7 @@ def table_rows(result: dict, tasks: list[str]) -> tuple[list[str], list[list[str
                 cells.append(fmt(s))
                 row[f"{t}_{kind}_mean"] = None if s is None else s["mean"]
                 row[f"{t}_{kind}_std"] = None if s is None else s["std"]
+        add_loose_cells(cells, row, lt, lambda t, kind: (m["summary"][t].get("loose") or {}).get(kind))
         md.append([label, str(n)] + cells)
         rows.append(row)
     return header, md, rows
@@ -759,6 +833,33 @@ def short_path(value):
     return value
 
 
+def loose_notes(out: Path, result: dict, tasks: list[str]) -> list[str]:
+    """Markdown lines under the accuracy table: which tasks the loose tier skips and why, and which rows it has not scored."""
+    info = result.get("loose") or {"tasks": [], "skipped": {}}
+    lines = [f"- loose tier skips {t}: {why}" for t, why in info["skipped"].items()]
+    unscored = {}  # reason -> rows
+    for t in info["tasks"]:
+        if result["base"][t] and not result["base"][t].get("loose"):
+            unscored.setdefault("not scored", []).append(f"base model ({t})")
+        if (result.get("init") or {}).get(t) and not result["init"][t].get("loose"):  # --init sft: the seeds' SFT models
+            seeds = sorted({seed for m in result["methods"].values() for seed in m["runs"]})
+            kept = any(weights_kept(str(init_dir(out, seed))) for seed in seeds)
+            unscored.setdefault("not scored yet: run the comparison again without --report_only" if kept else
+                                "its checkpoints' weights are not kept (restored from records), so it cannot be scored now",
+                                []).append(f"SFT init ({t})")
+        for label, m in result["methods"].items():
+            for seed, r in m["runs"].items():
+                cell = r["tasks"][t]
+                if "last" in cell and "last" not in (cell.get("loose") or {}):
+                    ckpt = out / "runs" / run_name(m["use_ir"], seed) / f"checkpoint-{r['final_step']}"
+                    why = ("its checkpoints' weights are not kept (restored from records), so it cannot be scored now"
+                           if not weights_kept(str(ckpt)) else "not scored yet: run the comparison again without --report_only")
+                    unscored.setdefault(why, []).append(f"{label} seed {seed} ({t})")
+    for why, rows in unscored.items():
+        lines.append(f"- loose tier {LOOSE_MISSING} for {len(rows)} row{'s' if len(rows) > 1 else ''}: {why}: {', '.join(rows)}")
+    return lines + [""] if lines else []
+
+
 def write_results(out: Path, settings: dict, result: dict, figures: list, wall: dict) -> None:
     tasks = settings["tasks"]
     header, md_rows, csv_rows = table_rows(result, tasks)
@@ -778,13 +879,15 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
     lines = ["# Memory-R comparison", "",
              f"Methods {', '.join(result['methods'])} × seeds {', '.join(map(str, settings['seeds']))}, "
              "trained with `run_gsm8k.py` (`sft`: `run_sft.py`, the same number of training questions), "
-             "scored by the strict tier (`run_eval.py`)."
+             "scored by the strict tier (`run_eval.py`) and the loose tier (`evaluation/math_eval.py`: the same "
+             "prompts and budget, the answer read leniently)."
              + (" Every run starts from its seed's SFT model (`--init sft`)." if settings.get("init") == "sft" else ""), "",
              "Settings: " + ", ".join(f"`{k}={v}`" for k, v in shown.items()), "",
              "## Accuracy (%)", "",
              "Last = final checkpoint; Best = best saved checkpoint on the same eval set (optimistic: it selects "
-             "on the test rows). Mean ± sample std over seeds.", "",
-             md_table(header, md_rows), "", exp_md, ""]
+             "on the test rows). Mean ± sample std over seeds. The (loose) columns score the same checkpoints with "
+             f"the loose tier; `{LOOSE_MISSING}` marks a checkpoint it has not scored (see below).", "",
+             md_table(header, md_rows), ""] + loose_notes(out, result, tasks) + [exp_md, ""]
     for t in tasks:
         b = result["base"][t]
         if b and b.get("n"):
@@ -803,10 +906,12 @@ def write_results(out: Path, settings: dict, result: dict, figures: list, wall: 
                   "of the responses' sentence embeddings. Mean ± std over seeds.", "",
                   md_table(["Method"] + [f"distinct-{n}" for n in DISTINCT_N] + ["semantic"], diversity_rows(result, t)), ""]
     train_s = sum(r["train_seconds"] or 0 for m in result["methods"].values() for r in m["runs"].values())
-    eval_s = sum(json.loads(p.read_text())["seconds"] for p in (out / "evals").rglob(EVAL_WALL)) if (out / "evals").is_dir() else 0
+    walls = list((out / "evals").rglob(EVAL_WALL)) if (out / "evals").is_dir() else []
+    eval_s, loose_s = (sum(json.loads(p.read_text())["seconds"] for p in walls if (p.parent.name == LOOSE_DIR) == loose)
+                       for loose in (False, True))
     lines += ["## Wall time", "",
-              f"- all runs and evals so far: training {train_s / 60:.1f} min, strict eval {eval_s / 60:.1f} min "
-              f"(process start-up included), together {(train_s + eval_s) / 60:.1f} min",
+              f"- all runs and evals so far: training {train_s / 60:.1f} min, strict eval {eval_s / 60:.1f} min, "
+              f"loose eval {loose_s / 60:.1f} min (process start-up included), together {(train_s + eval_s + loose_s) / 60:.1f} min",
               f"- this invocation: {wall.get('total', 0) / 60:.1f} min"]
     per_run = [(label, seed, r["train_seconds"]) for label, m in result["methods"].items() for seed, r in m["runs"].items()
                if r.get("train_seconds")]
@@ -848,6 +953,15 @@ def eval_figures(out: Path, result: dict, tasks: list[str]) -> list:
                                       "accuracy", out / "figures" / plot_stats.file_name(f"eval_{t}"), xlabel="checkpoint step")
         if path is not None:
             figs.append((f"eval_{t}", f"Strict eval accuracy on {t} vs checkpoint", path))
+        loose = {label: [(list(c), list(c.values()), seed) for seed, r in m["runs"].items()
+                         for c in [(r["tasks"][t].get("loose") or {}).get("curve") or {}] if any(step > 0 for step in c)]
+                 for label, m in result["methods"].items()}
+        if any(loose.values()):  # beside the strict figure: the same checkpoints, the loose tier's reading
+            path = plot_stats.plot_curves(loose, f"Loose eval accuracy on {t} vs checkpoint (step 0 = the starting model)",
+                                          "accuracy", out / "figures" / plot_stats.file_name(f"eval_{t}_loose"),
+                                          xlabel="checkpoint step")
+            if path is not None:
+                figs.append((f"eval_{t}_loose", f"Loose eval accuracy on {t} vs checkpoint", path))
     return figs
 
 
@@ -900,6 +1014,10 @@ def main(argv=None) -> int:
             st = evaluate(settings, eval_python, model, out / "evals" / name / str(step), data_dir, args.dry_run, seed)
             if st["status"] == "failed":
                 eval_failed.append(f"{name}/{step}")
+            elif not args.skip_loose:  # the loose tier on the same checkpoint, once the strict tier has scored it
+                st = evaluate_loose(settings, model, out / "evals" / name / str(step), data_dir, args.dry_run, seed)
+                if st["status"] == "failed":
+                    eval_failed.append(f"{name}/{step}/{LOOSE_DIR}")
 
     if not args.skip_base:
         evaluate_all("base", [(0, settings["model_name"])])

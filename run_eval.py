@@ -53,6 +53,7 @@ from prompts import SYSTEM_PROMPT, build_messages
 from tasks import TASKS, code_sandbox_error, exemplars, get_task, load_task, parse_options
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"  # made offline by `python prepare_model.py`
+DEFAULT_MAX_NEW_TOKENS = 512  # --max_new_tokens' default; run_compare.py gives the loose tier the same budget
 EVAL_PYTHON_ENV = "MEMORYR_EVAL_PYTHON"  # the eval venv's python, if not .venv-eval/bin/python beside this file
 REEXEC_ENV = "MEMORYR_EVAL_REEXEC"  # set on the re-run, so a python that still lacks lighteval is never re-run again
 EVAL_ENV_HINT = ("the strict tier runs in its own venv: build it with `make eval-env` "
@@ -76,7 +77,8 @@ def parse_args(argv=None):
     g = p.add_argument_group("prompt and generation")
     g.add_argument("--num_shots", type=int, default=0, help="exemplars of the task (tasks.py)")
     g.add_argument("--seed", type=int, default=0, help="picks the exemplars")
-    g.add_argument("--max_new_tokens", type=int, default=512, help="greedy generation budget (default 512)")
+    g.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                   help=f"greedy generation budget (default {DEFAULT_MAX_NEW_TOKENS})")
     g.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (default 8)")
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", default=None, help="default: <model>/eval/")

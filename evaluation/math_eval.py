@@ -43,6 +43,21 @@ QWEN_COT_SYSTEM = "Please reason step by step, and put your final answer within 
 PROMPT_TYPES = ("qwen25-math-cot", "reasoning", "direct")
 
 
+def loose_skip_reason(task_name: str, num_shots: int = 0) -> str | None:
+    """Why the loose tier does not score `task_name` (with `num_shots` exemplars), or None when it does.
+
+    Code tasks are skipped: the loose rule for a program is the task's own verifier run in the sandbox, the
+    strict tier's verdict already, so a second run would add cost and no lenient reading. A task without
+    exemplars has no few-shot `reasoning` prompt.
+    """
+    task = get_task(task_name)
+    if task.runs_code:
+        return "a program: its loose verdict would be the sandbox verifier's, which the strict tier already gives"
+    if num_shots and not task.exemplars:
+        return f"no exemplars for a {num_shots}-shot prompt"
+    return None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model and data")
@@ -194,6 +209,8 @@ def evaluate_dataset(args, data_name: str, generator_factory) -> dict:
         "data_name": data_name, "model": str(args.model_name_or_path), "split": args.split,
         "prompt_type": args.prompt_type, "num_samples": n, "n_sampling": args.n_sampling,
         "acc": sum(sum(r["score"]) / len(r["score"]) for r in rows) / n,
+        # each question's share of right samples, in question order: what a paired test between two models reads
+        "per_question": [sum(r["score"]) / len(r["score"]) for r in rows],
         f"pass@{args.n_sampling}": sum(any(r["score"]) for r in rows) / n,
         "empty_answers": sum(1 for r in rows if not r["pred"][0]),
         "temperature": args.temperature, "top_p": args.top_p, "max_tokens_per_call": args.max_tokens_per_call,

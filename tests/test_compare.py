@@ -86,8 +86,8 @@ def test_collect_means_and_stds_over_seeds_from_files(tmp_path):
     write_results(out, s, result, [], {"train": 60, "eval": 30, "total": 90})
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["base model", "r1", "memoryr+"]
-    assert list(rows[0]) == ["method", "seeds"] + [f"{t}_{k}_{x}" for t in ("gsm8k", "svamp") for k in ("last", "best")
-                                                   for x in ("mean", "std")]
+    assert list(rows[0]) == ["method", "seeds"] + [f"{t}_{k}_{x}" for k0 in ("", "loose_") for t in ("gsm8k", "svamp")
+                                                   for k in (k0 + "last", k0 + "best") for x in ("mean", "std")]
     assert float(rows[1]["gsm8k_best_mean"]) == pytest.approx(0.3)
     assert rows[2]["seeds"] == "2"
     md = (out / "results.md").read_text()
@@ -181,7 +181,9 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_model_dir, data_dir):
     cmd = [sys.executable, str(ROOT / "run_compare.py"), "--methods", "r1,memoryr+", "--seeds", "0,1",
            "--model_name", str(tiny_model_dir), "--data_dir", str(data_dir), "--bs", "1", "--gc", "1",
            "--num_generations", "2", "--L", "16", "--max_steps", "2", "--save_steps", "2", "--tasks", "gsm8k",
-           "--eval_samples", "4", "--eval_max_new_tokens", "16", "--eval_batch_size", "4", "--output_dir", str(out)]
+           "--eval_samples", "4", "--eval_max_new_tokens", "16", "--eval_batch_size", "4",
+           "--skip_loose",  # the loose tier's part: tests/test_compare_loose.py (this test is slow enough)
+           "--output_dir", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
@@ -244,8 +246,9 @@ def test_runs_go_seed_by_seed_each_evaluated_after_it_trains(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("[train] ", "[eval] "))]
     order = [ln.split(": ", 1)[0][len("[train] "):] if ln.startswith("[train]") else
              "eval " + ln.split("--output_dir ", 1)[1].split(" ", 1)[0].split("/evals/", 1)[1] for ln in lines]
-    assert order == ["eval base/0", "seed0", "eval init-sft-seed0/0", "r1-seed0", "memoryr+-seed0",
-                     "seed1", "eval init-sft-seed1/0", "r1-seed1", "memoryr+-seed1"]
+    assert order == ["eval base/0", "eval base/0/loose", "seed0", "eval init-sft-seed0/0", "eval init-sft-seed0/0/loose",
+                     "r1-seed0", "memoryr+-seed0", "seed1", "eval init-sft-seed1/0", "eval init-sft-seed1/0/loose",
+                     "r1-seed1", "memoryr+-seed1"]  # each eval in the strict tier, then in the loose tier
 
 
 def test_report_only_writes_results_from_finished_runs_and_runs_nothing(tmp_path, capsys):
