@@ -59,12 +59,13 @@ from data import DOWNLOADS, load_source, resolve_data_dir
 from prompts import EXEMPLARS as WORD  # the GSM8K-style word problems
 # the families; names imported here but not used below are re-exported for `from tasks import ...`
 from tasks.code import (CODE_LIMITS, HUMANEVAL_EXEMPLAR_GOLDS, HUMANEVAL_EXEMPLARS, LCB_EXEMPLAR_GOLDS, LCB_EXEMPLARS,
-                        LCB_HUB_FILES, LCB_LIMITS, MBPP_EXEMPLAR_GOLDS, MBPP_EXEMPLARS, CodeVerifier, _humaneval, _lcb, _mbpp,
-                        decode_lcb_tests, grade_humaneval, grade_lcb, grade_mbpp, humaneval_question, lcb_question, mbpp_question)
-from tasks.math import (INTEGER_MATH_EXEMPLARS, MATH_EXEMPLARS, MAX_ANSWER_CHARS, _asdiv, _gsm8k, _mawps, _mawps_singleop, _numina,
-                        _problem_answer, _svamp, grade_math, grade_numeric)
-from tasks.mmlu import CHOICE_EXEMPLAR_GOLDS, CHOICE_EXEMPLARS, CHOICE_LETTERS, _mmlu, choice_gold, choice_question, grade_choice, \
-    interleave_subjects
+                        LCB_HUB_FILES, LCB_LIMITS, MBPP_EXEMPLAR_GOLDS, MBPP_EXEMPLARS, CodeVerifier, _humaneval, _lcb,
+                        _mbpp, decode_lcb_tests, grade_humaneval, grade_lcb, grade_mbpp, humaneval_question,
+                        lcb_question, mbpp_question)
+from tasks.math import (INTEGER_MATH_EXEMPLARS, MATH_EXEMPLARS, MAX_ANSWER_CHARS, _asdiv, _gsm8k, _mawps, _mawps_singleop,
+                        _numina, _problem_answer, _svamp, grade_math, grade_numeric)
+from tasks.mmlu import (CHOICE_EXEMPLAR_GOLDS, CHOICE_EXEMPLARS, CHOICE_LETTERS, _mmlu, choice_gold, choice_question,
+                        grade_choice, interleave_subjects)
 from tasks.rg import (ARITHMETIC_EXEMPLARS, COUNTDOWN_EXEMPLARS, LEG_EXEMPLARS, RG_EVAL_SEED, RG_EVAL_SIZE, RG_PREFIX,
                       RG_TRAIN_SIZE, countdown_value, grade_countdown, make_rg_grader, rg_rows, rg_score_answer)
 from tasks.solutions import (_solution_chain, _solution_countdown, _solution_cot, _solution_equation, _solution_formula,
@@ -175,7 +176,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          exemplar_golds=CHOICE_EXEMPLAR_GOLDS, strict_metric="letter", json_gold=True,
          source=Source("mmlu", "cais/mmlu", _mmlu, hub_config="all", hub_splits={"train": "auxiliary_train"},
                        local_splits=("test",), order=interleave_subjects)),
-    Task("mbpp", grade_mbpp, "the program passes every assert of test_list, in the sandbox", False, exemplars=MBPP_EXEMPLARS,
+    Task("mbpp", grade_mbpp, "the program passes every assert of test_list and challenge_test_list, in the sandbox "
+         "(a train prompt shows one)", False, exemplars=MBPP_EXEMPLARS,
          exemplar_golds=MBPP_EXEMPLAR_GOLDS, strict_metric=None, json_gold=True, runs_code=True, grade_batch=grade_mbpp.batch,
          source=Source("mbpp", "google-research-datasets/mbpp", _mbpp, hub_config="full")),
     Task("humaneval", grade_humaneval, "the completed function passes the problem's check, in the sandbox", False,
