@@ -374,3 +374,34 @@ def test_a_step_runs_each_program_once(data_dir, monkeypatch):
     again = [t.is_correct(c, g) for c, g in zip(completions, golds)]
     assert first == again == [True, True, True, False, False]
     assert calls == [4]  # the two identical wrong completions are one program; the second pass ran nothing
+
+
+# --- what the filter refuses even without bubblewrap (the unsafe mode) ----------------------------------------
+# Each call is harmless if it went through (the test must not depend on the filter to stay safe): io_uring on
+# nothing, a copy of its own stdin, tracing itself, unmounting a path that does not exist.
+SYSCALL_PROGRAM = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+arch = os.uname().machine
+nr = {{"x86_64": {x86}, "aarch64": {arm}}}[arch]
+args = {args}
+if args == "pidfd":
+    args = (os.pidfd_open(os.getpid()), 0, 0)
+result = libc.syscall(nr, *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+print("ALLOWED" if result >= 0 else f"refused {{ctypes.get_errno()}}")
+"""
+REFUSED_CALLS = {  # name: (x86-64 number, arm64 number, arguments)
+    "io_uring_setup": (425, 425, "(1, ctypes.create_string_buffer(120))"),
+    "pidfd_getfd": (438, 438, '"pidfd"'),
+    "ptrace_traceme": (101, 117, "(0, 0, 0, 0)"),
+    "umount2": (166, 39, "(ctypes.c_char_p(b'/nonexistent-memoryr-mount'), 0)"),
+}
+
+
+@pytest.mark.parametrize("call", list(REFUSED_CALLS))
+@pytest.mark.parametrize("mode", MODES)
+def test_the_filter_refuses_host_reaching_calls(call, mode):
+    needs(mode)
+    x86, arm, args = REFUSED_CALLS[call]
+    out = sandbox.run(SYSCALL_PROGRAM.format(x86=x86, arm=arm, args=args), limits=TIGHT, mode=mode)
+    assert out.ok, out.stderr[-500:]
+    assert out.last_line() == "refused 1", (call, out.stdout)  # EPERM: the filter's answer
