@@ -208,6 +208,19 @@ def test_a_new_reward_is_one_entry_and_its_function(monkeypatch):
         run_gsm8k.reward_options(run_gsm8k.build_parser().parse_args([]))
 
 
+@pytest.mark.parametrize("use_ir", ["knn+", "outcome_ucb", "novelty", "surprise"])
+def test_each_stateful_reward_saves_into_its_declared_folder(use_ir, tmp_path, embedder):
+    import rewards as R
+
+    funcs, _ = R.make_reward_funcs(use_ir, embedder=embedder, explore_warmup=0)
+    for f in funcs:
+        f(**batches(0))
+    for owner in R.stateful_rewards(funcs):
+        owner.save(tmp_path)
+    declared = {R.REWARDS[f.__name__].state for f in funcs} - {None}
+    assert declared and {d.name for d in tmp_path.iterdir()} == declared
+
+
 @pytest.mark.parametrize("change,message", [
     ({"kind": "bonus"}, "kind 'bonus' is neither"),
     ({"kind": "intrinsic"}, "an intrinsic reward needs a value_range"),
