@@ -232,6 +232,9 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --num_generations: GRPO needs >= 2 completions per prompt to compare, got {args.num_generations}")
     if args.L < 1:
         p.error(f"argument --L: must be >= 1 token, got {args.L}")
+    if args.do_eval and (args.eval_batch_size < 1 or args.eval_batch_size % args.num_generations):
+        p.error(f"argument --eval_batch_size: with --do_eval trl needs a multiple of --num_generations ({args.num_generations}), "
+                f"got {args.eval_batch_size}")
     check_vllm_args(p, args)
     check_task_args(p, args)
     for flag in ("memory_max_values", "norm_window"):

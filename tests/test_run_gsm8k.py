@@ -79,6 +79,7 @@ def test_scale_rewards_reaches_trl(value):
     ("--bs 0", "argument --bs: must be >= 1 prompt, got 0"),
     ("--num_shots 9", "argument --num_shots: must be between 0 and"),
     ("--resume --output_dir /tmp/memoryr-no-such-run", "argument --resume: no checkpoint-* directory"),
+    ("--do_eval --eval_batch_size 5 --num_generations 4", "argument --eval_batch_size: with --do_eval trl needs a multiple"),
 ])
 def test_bad_input_is_one_clear_error(args, message):
     r = subprocess.run([sys.executable, "run_gsm8k.py", *args.split(), "--dry_run"], cwd=ROOT,
