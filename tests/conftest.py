@@ -35,7 +35,7 @@ DATA_DIR = _data_dir()
 FULL_DATA = DATA_DIR.resolve() != FIXTURE_DATA.resolve()  # full files: the upstream row counts hold
 # Rows a loader gives, (task, split) -> (full files, fixtures): exact counts either way, so a loader that drops
 # or duplicates rows fails. Fixture counts follow tests/data/make_fixtures.py.
-ROWS = {("gsm8k", "train"): (7473, 120), ("gsm8k", "test"): (1319, 60), ("math500", "test"): (500, 20),
+ROWS = {("gsm8k", "train"): (7473, 120), ("gsm8k", "test"): (1319, 60), ("math500", "test"): (500, 24),
         ("aime24", "test"): (30, 5), ("amc23", "test"): (40, 5), ("svamp", "test"): (1000, 130),
         ("mawps", "test"): (2065, 360), ("asdiv", "test"): (2084, 128), ("mmlu", "test"): (14042, 114),
         ("mbpp", "test"): (500, 5), ("mbpp", "train"): (374, 5)}

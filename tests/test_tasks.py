@@ -25,7 +25,7 @@ RG_SMALL = {"size": 40, "eval_size": 12}  # our own size options: enough rows, g
 TASK_OPTIONS = {"rg:countdown": {**RG_SMALL, "min_numbers": 3, "max_numbers": 3}}
 HOLDOUT = 20  # held-out rows for one-split tasks in these tests
 HOLDOUTS = {"lcb": 2}  # the LiveCodeBench fixture has 4 rows
-if not FULL_DATA:  # tests/data keeps 5 AIME/AMC rows and 20 MATH-500 rows
+if not FULL_DATA:  # tests/data keeps 5 AIME/AMC rows and 24 MATH-500 rows
     HOLDOUTS.update({"aime24": 2, "amc23": 2, "math500": 10})
 MATH_FIXTURE = [  # rows in AI-MO/NuminaMath-TIR's own columns (problem, solution, messages)
     {"problem": "What is $\\frac{1}{4} + \\frac{1}{4}$?",
