@@ -247,16 +247,19 @@ def _sandboxed_pids() -> list[int]:
     return pids
 
 
+WATCH_S = 8.0  # the sleeping program's wall limit, and how long the test looks for it: a loaded 2-core machine starts it late
+
+
 def test_the_programs_host_uid_is_not_root():
     """Read from outside while the program sleeps: its real, effective, saved and filesystem uids and gids."""
     needs("bubblewrap")
     done = []
     runner = threading.Thread(target=lambda: done.append(
-        sandbox.run("import time\nprint('up', flush=True)\ntime.sleep(30)\n", limits=sandbox.Limits(cpu_s=1, wall_s=3.0),
+        sandbox.run("import time\nprint('up', flush=True)\ntime.sleep(30)\n", limits=sandbox.Limits(cpu_s=1, wall_s=WATCH_S),
                     mode="bubblewrap")))
     runner.start()
     try:
-        deadline, pids = time.monotonic() + 5, []
+        deadline, pids = time.monotonic() + WATCH_S, []
         while not pids and time.monotonic() < deadline:
             time.sleep(0.05)
             pids = _sandboxed_pids()
@@ -267,7 +270,7 @@ def test_the_programs_host_uid_is_not_root():
             assert "0" not in uids and "0" not in gids, (pid, uids, gids)
             assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
     finally:
-        runner.join(15)
+        runner.join(WATCH_S + 15)
     assert done and done[0].status == "timeout"
 
 
