@@ -48,15 +48,19 @@ def skip_error(loss_type: str, beta: float, entropy_coef: float, adaptive_entrop
     return None
 
 
-def skip_plan(advantages, mask, loss_type: str) -> tuple[list[int], float]:
+def skip_plan(advantages, mask, loss_type: str, min_rows: int = 1) -> tuple[list[int], float]:
     """(rows to keep, factor for the kept rows' loss) so that the loss's gradient equals the full batch's.
 
-    advantages: (B,) or (B, T); mask: (B, T) of the loss's tokens. Rows with any nonzero advantage are kept.
-    When none is, row 0 is kept (its loss is exactly 0): every process still runs a forward and backward, so
-    a multi-process step still joins the gradient all-reduce instead of hanging.
+    advantages: (B,) or (B, T); mask: (B, T) of the loss's tokens. Rows with any nonzero advantage are kept, and
+    zero-advantage rows (whose loss is exactly 0) are added in order up to `min_rows`. At least one row: every
+    process still runs a forward and backward, so a multi-process step joins the gradient all-reduce instead of
+    hanging; and with `min_rows` = the most any process keeps, every process gathers equal-sized metrics.
     """
     adv = advantages.reshape(len(advantages), -1)
-    keep = [i for i in range(len(adv)) if bool((adv[i] != 0).any())] or [0]
+    nonzero = [bool((adv[i] != 0).any()) for i in range(len(adv))]
+    keep = [i for i in range(len(adv)) if nonzero[i]]
+    padding = [i for i in range(len(adv)) if not nonzero[i]][: max(min_rows, 1, len(keep)) - len(keep)]
+    keep = sorted(keep + padding)
     kind = SKIP_NORMALISER[loss_type]
     if kind == "rows":
         factor = len(keep) / len(adv)

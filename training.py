@@ -21,6 +21,7 @@ import math
 import os
 from pathlib import Path
 
+import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
@@ -162,6 +163,9 @@ class MemoryRTrainer(GRPOTrainer):
             return super()._compute_loss(model, inputs)
         mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
         keep, factor = skip_plan(inputs["advantages"], mask, self.loss_type)
+        if self.accelerator.num_processes > 1:  # trl gathers per-row metrics: every process keeps as many rows
+            most = int(self.accelerator.gather(torch.tensor([len(keep)], device=mask.device)).max())
+            keep, factor = skip_plan(inputs["advantages"], mask, self.loss_type, min_rows=most)
         self._metrics["train"]["skip/kept_fraction"].append(len(keep) / len(inputs["advantages"]))
         return super()._compute_loss(model, select_rows(inputs, keep)) * factor
 

@@ -242,6 +242,40 @@ def test_bad_signal_values_are_one_clear_error(smollm2_dir, capsys, flags, culpr
 
 # --- two processes ------------------------------------------------------------------------------------------
 
+def skip_worker(model_dir: str, out: str) -> None:
+    """One rank under torchrun: rank 0's micro-batch has 3 nonzero advantages, rank 1's none. Gradients with and
+    without skipping must agree, and trl's gathered per-row metrics must not see different sizes on the ranks."""
+    import torch.distributed as dist
+
+    from rewards import xmlcount_reward
+
+    trainer = make_trainer(model_dir, Path(out), [xmlcount_reward], ["q"])
+    rank = trainer.accelerator.process_index
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.model.train()
+    inputs = loss_batch(trainer.model.config.vocab_size)
+    if rank == 1:
+        inputs["advantages"] = torch.zeros_like(inputs["advantages"])
+    full = grads(trainer, inputs)
+    trainer.skip_zero_advantage = True
+    skipped = grads(trainer, inputs)
+    same = all(torch.allclose(f, s, rtol=1e-5, atol=1e-8) for f, s in zip(full, skipped))
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"same": same, "kept": trainer._metrics["train"]["skip/kept_fraction"][-1]}))
+    dist.barrier()
+
+
+def test_two_processes_keeping_different_counts_gather_equal_sizes(tiny_model_dir, tmp_path):
+    import os
+
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(tiny_model_dir), str(tmp_path)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert all(rank["same"] for rank in ranks)
+    assert [rank["kept"] for rank in ranks] == [3 / 8, 3 / 8]  # rank 1 pads to rank 0's 3 rows with zero-advantage ones
+
+
 @pytest.mark.slow
 def test_two_processes_with_every_completion_skipped_do_not_hang(tiny_model_dir, data_dir, tmp_path):
     import os
@@ -274,3 +308,8 @@ def test_curves_charge_dynamic_sampling_for_every_completion_it_generated(tmp_pa
     generated, _ = step_axes([plain, dapo], completions_per_step=64)  # two seeds: the mean x of each step
     assert generated == {0: 0, 1: 96, 2: 224}
     assert step_axes([], 64) == ({}, {})
+
+
+if __name__ == "__main__":  # the torchrun worker of test_two_processes_keeping_different_counts_gather_equal_sizes
+    sys.path.insert(0, str(ROOT))
+    skip_worker(sys.argv[1], sys.argv[2])
