@@ -138,6 +138,11 @@ def greedy_verdicts(model, tokenizer, prompts, golds, max_new_tokens: int, batch
     return [(t, c, bool(is_correct(c, g))) for t, c, g in zip(texts, completions, golds)]
 
 
+def loss_mask(batch: dict):
+    """The tokens trl's loss counts in a generation batch: the completion's, less tool output where there is any."""
+    return batch["completion_mask"] if "tool_mask" not in batch else batch["completion_mask"] * batch["tool_mask"]
+
+
 class MemoryRTrainer(GRPOTrainer):
     """TRL's GRPOTrainer with the medium eval tier and the signal flags (`focus.py`).
 
@@ -161,7 +166,7 @@ class MemoryRTrainer(GRPOTrainer):
     def _compute_loss(self, model, inputs):
         if not (self.skip_zero_advantage and model.training):
             return super()._compute_loss(model, inputs)
-        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        mask = loss_mask(inputs)
         keep, factor = skip_plan(inputs["advantages"], mask, self.loss_type)
         if self.accelerator.num_processes > 1:  # trl gathers per-row metrics: every process keeps as many rows
             most = int(self.accelerator.gather(torch.tensor([len(keep)], device=mask.device)).max())
@@ -195,13 +200,11 @@ class MemoryRTrainer(GRPOTrainer):
         for name, value in counts.items():
             self._metrics["train"][f"dynamic/{name}"].append(value)
         self._metrics["train"]["dynamic/completions_generated"].append(counts["questions_generated"] * G)
-        rows_of = lambda r, g: list(range(g * G, (g + 1) * G))  # noqa: E731 - a group's rows in its round's output
-        parts = [(outputs[r], rows_of(r, g)) for r, g in kept] + [(outputs[r], rows_of(r, g)) for r, g in fill]
-        joined = join_rows(parts, self._tokenizer.pad_token_id)
+        # each kept group, then each filler group: its G rows in its round's output
+        joined = join_rows([(outputs[r], list(range(g * G, (g + 1) * G))) for r, g in kept + fill], self._tokenizer.pad_token_id)
         if fill:  # filler groups give the batch its shape and nothing else
             joined["advantages"][len(kept) * G:] = 0.0
-        mask = joined["completion_mask"] if "tool_mask" not in joined else joined["completion_mask"] * joined["tool_mask"]
-        joined["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        joined["num_items_in_batch"] = self.accelerator.gather(loss_mask(joined).sum()).sum()
         return joined
 
     def _round_correctness(self, n: int) -> list[bool]:
