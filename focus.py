@@ -306,8 +306,9 @@ class OutcomeMemory:
 class QuestionSource:
     """Where the trainer's questions come from under --dynamic_sampling or --select_questions.
 
-    Without selection, `draw(n)` is the next n questions of the stream. With it, a pool of `pool` x n candidates
-    is drawn, the n with the highest `selection_scores` are chosen, and the rest go back to the stream.
+    Without selection, `draw(n)` gives the next n questions of the stream. With it, a pool of `pool` x n candidates
+    is drawn, the n with the highest `selection_scores` are chosen, and the rest go back to the stream; `draw` also
+    returns each chosen question's prediction (row, p, seen), for the per-step selection log.
     `record` feeds every generated group's outcomes to the outcome memory, whether or not the step kept it.
     Saved beside each checkpoint (`save`/`load`), like the episodic memory, so a resumed run continues the same epoch.
     """
@@ -319,18 +320,17 @@ class QuestionSource:
             raise ValueError(f"--select_pool: must be >= 1, got {pool}")
         self.questions, self.memory, self.pool = questions, memory, pool
         self.stream = QuestionStream(len(questions), seed)
-        self.last_choice: list[dict] = []  # the chosen questions' predictions, for the per-step selection log
 
-    def draw(self, n: int) -> list[int]:
+    def draw(self, n: int) -> tuple[list[int], list[dict]]:
+        """(the n rows to generate, their predictions: empty without selection)."""
         if self.memory is None:
-            return self.stream.take(n)
+            return self.stream.take(n), []
         candidates = self.stream.take(n * self.pool)
         p, seen = self.memory.predict([self.questions[i] for i in candidates])
         picked = choose(selection_scores(p, seen), n)
         chosen = [candidates[j] for j in picked]
         self.stream.put_back([c for j, c in enumerate(candidates) if j not in set(picked)])
-        self.last_choice = [{"row": candidates[j], "p": float(p[j]), "seen": int(seen[j])} for j in picked]
-        return chosen
+        return chosen, [{"row": candidates[j], "p": float(p[j]), "seen": int(seen[j])} for j in picked]
 
     def record(self, rows: list[int], correct: list[list[bool]]) -> None:
         if self.memory is not None:

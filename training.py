@@ -184,13 +184,13 @@ class MemoryRTrainer(GRPOTrainer):
         sampler = DynamicSampler(max(self.dynamic_rounds, 1), processes, per_process)
         outputs, more = [], True
         while more:
-            rows = self.source.draw(per_process * processes)  # the same on every process: same stream, same memory
+            rows, predicted = self.source.draw(per_process * processes)  # the same on every process: same stream, same memory
             mine = rows[rank * per_process:(rank + 1) * per_process]
             out = super()._generate_and_score_completions([dict(self.train_dataset[i]) for i in mine for _ in range(G)])
             correct = self._round_correctness(len(rows) * G)
             groups = [correct[g * G:(g + 1) * G] for g in range(len(rows))]
             self.source.record(rows, groups)
-            self._log_selection(groups)
+            self._log_selection(predicted, groups)
             outputs.append(out)
             more = sampler.add_round([group_outcome(c) for c in groups]) if self.dynamic_rounds else False
         if not self.dynamic_rounds:
@@ -212,8 +212,8 @@ class MemoryRTrainer(GRPOTrainer):
         values = list(self._logs["rewards"][CORRECTNESS])[-n:]
         return [v is not None and math.isfinite(v) and v > 0 for v in values]
 
-    def _log_selection(self, groups: list[list[bool]]) -> None:
-        chosen = self.source.last_choice
+    def _log_selection(self, chosen: list[dict], groups: list[list[bool]]) -> None:
+        """The chosen questions' predicted p beside their realised outcomes: `select/*` metrics and selection.jsonl."""
         if not chosen:
             return
         value = spread_auc(chosen, groups)
@@ -224,7 +224,6 @@ class MemoryRTrainer(GRPOTrainer):
                 for c, cs in zip(chosen, groups):
                     f.write(json.dumps({"step": self.state.global_step + 1, "row": c["row"], "question": self.source.questions[c["row"]],
                                         "p": round(c["p"], 4), "seen": c["seen"], "right": sum(cs), "n": len(cs)}) + "\n")
-        self.source.last_choice = []
 
     # -- the medium eval tier
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):

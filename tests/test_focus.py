@@ -4,7 +4,8 @@ and memory-picked questions, on the real TRL trainer with the tiny random model 
 - skipping: gradients with and without it agree for every loss type it accepts, on a batch that mixes
   zero-spread and mixed groups; the sub-batch alone, without the normaliser's factor, does not.
 - dynamic sampling: which groups a step keeps, what a short step trains on, and the completions counted.
-- selection: the rule on an outcome memory filled by hand; no question twice in an epoch.
+- selection: the rule on an outcome memory filled by hand; the per-step log of predictions beside outcomes;
+  no question twice in an epoch.
 - bad values: one clear error each.
 - two processes (slow): a step whose completions are all skipped still joins the all-reduce.
 """
@@ -194,13 +195,41 @@ def test_empty_memory_keeps_the_pool_order_and_the_bonus_favours_the_unseen():
     assert choose(selection_scores(np.array([0.9, 0.9]), np.array([64.0, 0.0])), 1) == [1]
 
 
+def test_selection_log_puts_each_chosen_questions_prediction_beside_its_outcome(tiny_model_dir, embedder, tmp_path):
+    questions = APPLES + TRAINS
+
+    def correctness_reward(prompts, completions, question, **kwargs):  # train questions mixed, apple questions all wrong
+        return [2.0 if "train" in q and i % 2 == 0 else 0.0 for i, q in enumerate(question)]
+
+    source = QuestionSource(questions, seed=0, memory=OutcomeMemory(k=2, embedder="unused", model=embedder), pool=2)
+    log = tmp_path / "selection.jsonl"
+    trainer = make_trainer(tiny_model_dir, tmp_path, [correctness_reward], questions, source=source, selection_log=str(log))
+    trainer.model.train()
+    shown = []
+    for _ in range(2):
+        out = trainer._generate_and_score_completions([{}] * (2 * G))
+        texts = trainer.processing_class.batch_decode(out["prompt_ids"], skip_special_tokens=True)
+        shown += [next(i for i, q in enumerate(questions) if q in t) for t in texts[::G]]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c["row"] for c in lines] == shown  # one line per trained question, in order
+    for c in lines:
+        mixed = "train" in questions[c["row"]]
+        assert (c["right"], c["n"]) == ((G // 2 if mixed else 0), G)  # the realised outcome, from the verifier
+        assert c["question"] == questions[c["row"]]
+    assert [(c["p"], c["seen"]) for c in lines[:2]] == [(0.5, 0)] * 2  # empty memory: the prior
+    assert all(c["seen"] > 0 for c in lines[2:])  # step 2 predicts from step 1's recorded groups
+    aucs = trainer._metrics["train"]["select/auc"]
+    assert len(aucs) == 2 and all(np.isnan(a) or 0.0 <= a <= 1.0 for a in aucs)
+
+
 def test_no_question_twice_in_an_epoch(embedder):
     questions = [f"What is {i} plus {i + 1}?" for i in range(24)]
     source = QuestionSource(questions, seed=3, memory=OutcomeMemory(k=4, embedder="unused", model=embedder), pool=2)
     rng = np.random.default_rng(0)
     by_epoch: dict[int, list[int]] = {}
     for _ in range(12):  # two epochs of 4 questions a step
-        rows = source.draw(4)
+        rows, predicted = source.draw(4)
+        assert [c["row"] for c in predicted] == rows
         source.record(rows, [list(rng.random(G) < 0.5) for _ in rows])
         by_epoch.setdefault(source.stream.epoch, []).extend(rows)
     assert set(by_epoch) == {0, 1, 2} or set(by_epoch) == {0, 1}
@@ -214,7 +243,7 @@ def test_question_source_resumes_where_it_stopped(embedder, tmp_path):
     make = lambda: QuestionSource(questions, seed=1, memory=OutcomeMemory(k=2, embedder="unused", model=embedder), pool=2)  # noqa: E731
     a = make()
     for _ in range(2):
-        rows = a.draw(2)
+        rows, _ = a.draw(2)
         a.record(rows, [[True, False, True, True]] * len(rows))
     a.save(tmp_path)
     b = make()
