@@ -328,8 +328,8 @@ class QuestionSource:
         candidates = self.stream.take(n * self.pool)
         p, seen = self.memory.predict([self.questions[i] for i in candidates])
         picked = choose(selection_scores(p, seen), n)
-        chosen = [candidates[j] for j in picked]
-        self.stream.put_back([c for j, c in enumerate(candidates) if j not in set(picked)])
+        chosen, taken = [candidates[j] for j in picked], set(picked)
+        self.stream.put_back([c for j, c in enumerate(candidates) if j not in taken])
         return chosen, [{"row": candidates[j], "p": float(p[j]), "seen": int(seen[j])} for j in picked]
 
     def record(self, rows: list[int], correct: list[list[bool]]) -> None:
