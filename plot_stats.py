@@ -83,6 +83,9 @@ VARIANTS = {
     "dapo": {"dynamic_sampling": 3},
     "select": {"select_questions": "memory"},  # questions picked by outcome variance predicted from similar ones
 }
+# Variants that change time, not results: a run's label does not name them when read from its config, so runs made
+# with and without them group together (the cpu preset turns `skip` on).
+COMPUTE_ONLY = ("skip",)
 
 
 def split_row(row: str) -> tuple[str, str | None]:
@@ -115,7 +118,8 @@ def method_label(use_ir: str, config: dict | None = None) -> str:
     method, cosine = parse_use_ir(use_ir)
     label = method if not cosine else ("cosine" if method == "r1" else f"{method}_cosine")
     if variant is None and config is not None:
-        variant = "-".join(v for v, want in VARIANTS.items() if all(config.get(k) == w for k, w in want.items())) or None
+        variant = "-".join(v for v, want in VARIANTS.items()
+                           if v not in COMPUTE_ONLY and all(config.get(k) == w for k, w in want.items())) or None
     return f"{label}-{variant}" if variant else label
 
 

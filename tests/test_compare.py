@@ -142,6 +142,8 @@ def test_task_flags_reach_training_and_eval(tmp_path, capsys):
     (["--task", "mawps", "--eval_samples", "20"], "--holdout"),
     (["--task", "rg:chain_sum", "--task_options", "[1]"], "--task_options"),
     (["--data_dir", "/nonexistent/data"], "--data_dir"),
+    (["--skip_zero_advantage", "on", "--beta", "0.04"], "--skip_zero_advantage"),  # skipping would drop KL terms
+    (["--skip_zero_advantage", "on", "--methods", "entropy"], "row entropy"),  # ... and the entropy bonus
 ])
 def test_bad_settings_name_the_flag(flags, culprit, capsys):
     with pytest.raises(SystemExit):
@@ -156,6 +158,23 @@ def test_changed_settings_on_existing_output_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="max_steps: 10 -> 20"):
         run_compare.check_settings_unchanged(tmp_path, settings_for(max_steps=20))
     run_compare.check_settings_unchanged(tmp_path, settings_for(max_steps=10, seeds="0,1,2,3"))  # more seeds: fine
+
+
+def test_skipping_reaches_the_grpo_rows_only_and_may_change_between_runs(tmp_path, capsys):
+    """The cpu preset skips zero-advantage completions in every GRPO row, never in `sft`; being exact, the setting is
+    not one that existing results pin."""
+    def train_lines(*flags):
+        assert run_compare.main(["--preset", "cpu", "--methods", "r1,memoryr-dapo,sft", "--seeds", "0", "--skip_base",
+                                 "--output_dir", str(tmp_path / "c"), "--dry_run", *flags]) == 0
+        return {ln.split(":", 1)[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[train] ")}
+
+    on = train_lines()
+    assert "--skip_zero_advantage" in on["[train] r1-seed0"] and "--skip_zero_advantage" in on["[train] memoryr-dapo-seed0"]
+    assert "--skip_zero_advantage" not in on["[train] sft-seed0"] + on["[train] seed0"]
+    off = train_lines("--skip_zero_advantage", "off")
+    assert not any("--skip_zero_advantage" in line for line in off.values())
+    (tmp_path / "compare_config.json").write_text(json.dumps(settings_for(skip_zero_advantage="off", beta=0.0)))
+    run_compare.check_settings_unchanged(tmp_path, settings_for(skip_zero_advantage="on", beta=0.0))
 
 
 def test_dry_run_prints_train_and_eval_commands(tmp_path, capsys):

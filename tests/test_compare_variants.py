@@ -40,6 +40,9 @@ def test_runs_are_labelled_by_the_variant_their_config_holds(tmp_path):
     assert method_label("knn", {"scale_rewards": "none"}) == "memoryr-noscale"
     assert method_label("knn", {"scale_rewards": "group"}) == "memoryr"
     assert method_label("r1-noscale") == "r1-noscale"
+    # skipping changes only time: a run made with it is labelled as the same run without it, unless its row names it
+    assert method_label("r1", {"skip_zero_advantage": True, "dynamic_sampling": 3}) == "r1-dapo"
+    assert method_label("r1-skip") == "r1-skip"
     run = tmp_path / "run"
     run.mkdir()
     (run / "run_config.json").write_text(json.dumps({"use_ir": "memoryr", "seed": 1, "scale_rewards": "none"}))
