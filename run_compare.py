@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute activations in the backward pass: less memory, more time, same results (default auto)")
     g.add_argument("--skip_zero_advantage", choices=["on", "off"],
                    help="leave zero-advantage completions out of the GRPO rows' loss: same update, less time; needs beta 0 "
-                        "(cpu preset: on; default off)")
+                        "(cpu preset: on)")
     g.add_argument("--train_args", help='any other run_gsm8k.py flags, one quoted string, e.g. "--explore_warmup 5"')
 
     g = p.add_argument_group("supervised fine-tuning (run_sft.py)")
