@@ -77,12 +77,10 @@ import plot_stats
 import run_gsm8k
 from compare_loose import LOOSE_DIR, loose_command, loose_tasks, read_loose, weights_kept
 from data import DATA_ENV, resolve_data_dir
-from focus import skip_error
 from ir_knn_st import DEFAULT_EMBEDDER, load_embedder
 from models import is_adapter_dir
 from plot_stats import mean_std, method_label, split_row, variant_flags
 from records import migrate_file, portable, portable_command, same_setting
-from rewards import entropy_coef
 from tasks import TASKS, get_task, parse_options
 
 ROOT = Path(__file__).resolve().parent
@@ -261,7 +259,8 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
     if len(set(labels)) != len(labels):
         p.error(f"argument --methods: two names for the same method in {s['methods']}")
     for m in s["methods"] if s["skip_zero_advantage"] == "on" else ():
-        why = skip_inexact(s, m)
+        why = None if m == SFT_METHOD else run_gsm8k.skip_inexact(  # the flags the row's run_gsm8k.py would get
+            grpo.parse_known_args(train_command(s, m, 0, Path("run"), None, False)[2:])[0])
         if why:
             p.error(f"argument --skip_zero_advantage: on is not exact for row {m} ({why}); use --skip_zero_advantage off")
     try:
@@ -301,14 +300,6 @@ def resolve_settings(p: argparse.ArgumentParser, args) -> dict:
     if s["model_name"] and Path(s["model_name"]).is_absolute() and not Path(s["model_name"]).is_dir() and not args.report_only:
         p.error(f"argument --model_name: model directory not found: {s['model_name']} (cpu preset: run `python prepare_model.py`)")
     return s
-
-
-def skip_inexact(settings: dict, method: str) -> str | None:
-    """Why skipping zero-advantage completions would change `method`'s update under these settings (None: exact)."""
-    if method == SFT_METHOD:
-        return None
-    args = run_gsm8k.build_parser().parse_known_args(train_command(settings, method, 0, Path("run"), None, False)[2:])[0]
-    return skip_error(args.loss_type, args.beta, entropy_coef(args.use_ir, args.entropy_coef), args.use_adaptive_entropy)
 
 
 # --- plan, training and evaluation -----------------------------------------------------------------

@@ -271,10 +271,15 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"argument --resume: no checkpoint-* directory in {args.output_dir}")
 
 
+def skip_inexact(args) -> str | None:
+    """Why --skip_zero_advantage would change the update of a run with these parsed flags (None: it is exact)."""
+    return skip_error(args.loss_type, args.beta, rewards.entropy_coef(args.use_ir, args.entropy_coef), args.use_adaptive_entropy)
+
+
 def check_signal_args(p: argparse.ArgumentParser, args, n_train: int | None = None) -> None:
     """--skip_zero_advantage, --dynamic_sampling and --select_* against the rest; with n_train, the pool against the task."""
     if args.skip_zero_advantage:
-        why = skip_error(args.loss_type, args.beta, rewards.entropy_coef(args.use_ir, args.entropy_coef), args.use_adaptive_entropy)
+        why = skip_inexact(args)
         if why:
             p.error(f"argument --skip_zero_advantage: not exact with {why}")
     if args.dynamic_sampling is not None and args.dynamic_sampling < 1:
